@@ -1,0 +1,38 @@
+//! Project chores, run with `cargo xtask <chore>` (see `cargo xtask help`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+mod schema;
+
+const HELP: &str = "\
+cargo xtask <chore>
+
+Chores:
+  schema          write manifests/botcluster.schema.json from the API types
+  schema --check  fail if manifests/botcluster.schema.json is stale
+  help            this text
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match args.first().map(String::as_str) {
+        Some("schema") => schema::run(&rest),
+        None | Some("help") | Some("--help") | Some("-h") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown chore `{other}`\n\n{HELP}"),
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
