@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod lxd;
 mod schema;
 
 const HELP: &str = "\
@@ -12,6 +13,10 @@ cargo xtask <chore>
 Chores:
   schema          write manifests/botcluster.schema.json from the API types
   schema --check  fail if manifests/botcluster.schema.json is stale
+  lxd-up          install, start and initialise LXD (no systemd needed), then `image`
+  lxd-down        stop the LXD daemon that lxd-up started
+  image           build and import the botserver-sim test image into LXD
+                  (alias $BOTCLUSTER_TEST_IMAGE, default botcluster-botserver)
   help            this text
 ";
 
@@ -20,6 +25,9 @@ fn main() -> Result<()> {
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     match args.first().map(String::as_str) {
         Some("schema") => schema::run(&rest),
+        Some("lxd-up") => lxd::up(&rest),
+        Some("lxd-down") => lxd::down(&rest),
+        Some("image") => lxd::image(&rest),
         None | Some("help") | Some("--help") | Some("-h") => {
             print!("{HELP}");
             Ok(())
