@@ -1,0 +1,80 @@
+//! The one error shape every endpoint returns: `{"code", "message", "fieldErrors"}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use botcluster_api::FieldError;
+use botcluster_store::StoreError;
+use serde::{Deserialize, Serialize};
+
+/// The JSON body of every error response. `code` is stable; `message` is for people.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// `Invalid`, `NotFound`, `Conflict`, `TooLarge`, `Unauthorized`, `BadRequest`, `Internal`.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// One entry per problem in the object, when the object was invalid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_errors: Vec<FieldError>,
+}
+
+/// An error an endpoint returns.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body.
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.into(),
+                message: message.into(),
+                field_errors: Vec::new(),
+            },
+        }
+    }
+    /// 400 with field errors.
+    pub fn invalid(message: impl Into<String>, field_errors: Vec<FieldError>) -> Self {
+        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "Invalid", message);
+        e.body.field_errors = field_errors;
+        e
+    }
+    /// 400 for malformed requests.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string())
+            }
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            StoreError::Terminating { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Terminating", e.to_string())
+            }
+            StoreError::Backend(_) => {
+                tracing::error!(error = %e, "store failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", e.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

@@ -1,0 +1,308 @@
+//! The endpoints.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use botcluster_api::yaml::{botcluster_from_value, parse_values, Limits, ParseError};
+use botcluster_api::{BotCluster, BotClusterStatus, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
+use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
+use serde_json::{json, Value};
+
+use crate::{ApiError, AppState, CHANGE_HEADER, MAX_BODY_BYTES};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    match s.store.list(BOTCLUSTER_KIND).await {
+        Ok(_) => "ok\n".into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NotReady",
+            format!("the store is not answering: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    if let Ok(all) = s.store.list(BOTCLUSTER_KIND).await {
+        s.metrics
+            .objects
+            .with_label_values(&[BOTCLUSTER_KIND])
+            .set(all.len() as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "no such endpoint; the API lives under /api/v1/botclusters",
+    )
+}
+
+/// A stored object as the API shows it: a full BotCluster document.
+pub fn to_document(obj: &StoredObject) -> Value {
+    let mut doc = json!({
+        "apiVersion": API_VERSION,
+        "kind": obj.kind,
+        "metadata": obj.meta,
+        "spec": obj.spec,
+    });
+    if !obj.status.is_null() {
+        doc["status"] = obj.status.clone();
+    }
+    doc
+}
+
+pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let items: Vec<Value> = s
+        .store
+        .list(BOTCLUSTER_KIND)
+        .await?
+        .iter()
+        .map(to_document)
+        .collect();
+    Ok(Json(
+        json!({"apiVersion": API_VERSION, "kind": "BotClusterList", "items": items}),
+    ))
+}
+
+async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
+    s.store.get(BOTCLUSTER_KIND, name).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("BotCluster \"{name}\" not found; `botctl get` lists the ones that exist"),
+        )
+    })
+}
+
+pub async fn get_one(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(to_document(&load(&s, &name).await?)))
+}
+
+pub async fn status(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let obj = load(&s, &name).await?;
+    let status = if obj.status.is_null() {
+        serde_json::to_value(BotClusterStatus::default()).unwrap_or(Value::Null)
+    } else {
+        obj.status
+    };
+    Ok(Json(json!({
+        "name": name,
+        "generation": obj.meta.generation,
+        "deletionTimestamp": obj.meta.deletion_timestamp,
+        "status": status,
+    })))
+}
+
+pub async fn events(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    load(&s, &name).await?;
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit \"{l}\" must be a number from 1 to 500"))
+            })?,
+    };
+    let events = s.store.events(BOTCLUSTER_KIND, &name, limit).await?;
+    Ok(Json(json!({"name": name, "events": events})))
+}
+
+fn dry_run(q: &HashMap<String, String>) -> ApiResult<bool> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("All") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun=\"{other}\" must be true or false"
+        ))),
+    }
+}
+
+/// Reads a body within [`MAX_BODY_BYTES`] and turns it into one JSON value (JSON or YAML).
+async fn read_document(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TooLarge",
+            format!("the request body is over {MAX_BODY_BYTES} bytes; a BotCluster is far smaller, so check what is being sent"),
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut values = if ctype.starts_with("application/json") {
+        vec![serde_json::from_str::<Value>(text)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?]
+    } else {
+        parse_values(text, Limits::default()).map_err(|e| match e {
+            ParseError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", e.to_string())
+            }
+            other => ApiError::bad_request(other.to_string()),
+        })?
+    };
+    match values.len() {
+        1 => Ok(values.remove(0)),
+        0 => Err(ApiError::bad_request("the body is empty; send one BotCluster document")),
+        n => Err(ApiError::bad_request(format!(
+            "the body holds {n} documents; PUT takes one (botctl apply sends each document separately)"
+        ))),
+    }
+}
+
+pub async fn put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let dry = dry_run(&q)?;
+    let mut doc = read_document(&headers, body).await?;
+    // The path names the object; a body without a name takes it, a different name is an error.
+    match doc.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if n != name => return Err(ApiError::bad_request(format!(
+            "metadata.name \"{n}\" differs from the name in the URL \"{name}\"; make them the same"
+        ))),
+        Some(_) => {}
+        None => {
+            if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("name".into(), Value::String(name.clone()));
+            } else if let Some(obj) = doc.as_object_mut() {
+                obj.insert("metadata".into(), json!({"name": name}));
+            }
+        }
+    }
+    // Status is the controller's; a client's status is ignored, as in Kubernetes.
+    if let Some(obj) = doc.as_object_mut() {
+        obj.remove("status");
+    }
+    let kind_label = BOTCLUSTER_KIND;
+    let bc: BotCluster = match botcluster_from_value(doc) {
+        Ok(bc) => bc,
+        Err(errors) => {
+            s.metrics
+                .spec_writes
+                .with_label_values(&[kind_label, "invalid"])
+                .inc();
+            let message = format!(
+                "BotCluster \"{name}\" is invalid ({} problem{}); nothing was stored",
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            return Err(ApiError::invalid(message, errors.0));
+        }
+    };
+    let manager = headers
+        .get("x-botcluster-manager")
+        .and_then(|v| v.to_str().ok())
+        .filter(|m| !m.is_empty() && m.len() <= 64 && m.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or("api")
+        .to_string();
+    let write = SpecWrite {
+        kind: BOTCLUSTER_KIND.into(),
+        meta: ObjectMeta {
+            name: name.clone(),
+            labels: bc.metadata.labels.clone(),
+            annotations: bc.metadata.annotations.clone(),
+            ..Default::default()
+        },
+        spec: serde_json::to_value(&bc.spec).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        expected_resource_version: bc.metadata.resource_version.clone(),
+        manager: Some(manager),
+        dry_run: dry,
+    };
+    let (obj, change) = match s.store.apply(write).await {
+        Ok(r) => r,
+        Err(e) => {
+            if matches!(e, botcluster_store::StoreError::Conflict { .. }) {
+                s.metrics
+                    .spec_writes
+                    .with_label_values(&[kind_label, "conflict"])
+                    .inc();
+            }
+            return Err(e.into());
+        }
+    };
+    let mut doc = to_document(&obj);
+    if dry {
+        let plan = match &s.preview {
+            Some(p) => match p.preview(&bc).await {
+                Ok(actions) => json!(actions),
+                Err(e) => json!([format!("(the planner failed: {e})")]),
+            },
+            None => Value::Null,
+        };
+        doc = json!({"dryRun": true, "change": change, "object": doc, "plan": plan});
+    } else {
+        s.metrics
+            .spec_writes
+            .with_label_values(&[kind_label, &change.to_string()])
+            .inc();
+        tracing::info!(name = %name, change = %change, generation = obj.generation(), "spec written");
+    }
+    let code = if change == Change::Created && !dry {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (code, Json(doc)).into_response();
+    resp.headers_mut().insert(
+        CHANGE_HEADER,
+        HeaderValue::from_static(match change {
+            Change::Created => "created",
+            Change::Configured => "configured",
+            Change::Unchanged => "unchanged",
+        }),
+    );
+    Ok(resp)
+}
+
+pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    load(&s, &name).await?;
+    match s.store.delete(BOTCLUSTER_KIND, &name).await? {
+        Deleted::Removed => Ok((
+            StatusCode::OK,
+            Json(json!({"name": name, "result": "deleted", "message": format!("BotCluster \"{name}\" deleted")})),
+        )
+            .into_response()),
+        Deleted::Terminating(obj) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "name": name,
+                "result": "terminating",
+                "message": format!("BotCluster \"{name}\" is being torn down; it disappears when its containers are gone"),
+                "object": to_document(&obj),
+            })),
+        )
+            .into_response()),
+    }
+}

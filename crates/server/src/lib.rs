@@ -1,0 +1,86 @@
+//! The botcluster HTTP API: BotCluster CRUD over a [`Store`], status, events, dry runs, bearer-token auth, health and Prometheus metrics.
+//!
+//! [`router`] builds the axum app; it is testable in-process with `tower::ServiceExt::oneshot`.
+//! Routes (all JSON; request bodies may be JSON or YAML):
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/healthz`, `/readyz` | liveness, readiness (no token) |
+//! | GET | `/metrics` | Prometheus text |
+//! | GET | `/api/v1/botclusters` | list |
+//! | GET, PUT, DELETE | `/api/v1/botclusters/{name}` | read, create-or-update (`?dryRun=true`), delete |
+//! | GET | `/api/v1/botclusters/{name}/status` | status only |
+//! | GET | `/api/v1/botclusters/{name}/events` | event log (`?limit=N`) |
+
+mod auth;
+mod error;
+mod handlers;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::routing::get;
+use axum::Router;
+use botcluster_api::BotCluster;
+use botcluster_store::Store;
+
+pub use auth::{load_or_create_token, TOKEN_FILE};
+pub use error::{ApiError, ErrorBody};
+pub use metrics::Metrics;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Response header naming what a PUT did: `created`, `configured` or `unchanged`.
+pub const CHANGE_HEADER: &str = "x-botcluster-change";
+
+/// Something that can say what reconciling an object would do (the controller's planner).
+/// Used for `?dryRun=true` and `botctl diff`.
+#[async_trait]
+pub trait PlanPreview: Send + Sync + 'static {
+    /// The actions, as sentences, that would converge `desired`.
+    async fn preview(&self, desired: &BotCluster) -> Result<Vec<String>, String>;
+}
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The desired-state store.
+    pub store: Arc<dyn Store>,
+    /// The bearer token every non-health request must carry.
+    pub token: Arc<String>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// The planner, when a controller runs in this process.
+    pub preview: Option<Arc<dyn PlanPreview>>,
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/metrics", get(handlers::metrics))
+        .route("/api/v1/botclusters", get(handlers::list))
+        .route(
+            "/api/v1/botclusters/{name}",
+            get(handlers::get_one)
+                .put(handlers::put)
+                .delete(handlers::delete),
+        )
+        .route("/api/v1/botclusters/{name}/status", get(handlers::status))
+        .route("/api/v1/botclusters/{name}/events", get(handlers::events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .merge(api)
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
