@@ -189,9 +189,11 @@ pub async fn put(
     let mut doc = read_document(&headers, body).await?;
     // The path names the object; a body without a name takes it, a different name is an error.
     match doc.pointer("/metadata/name").and_then(Value::as_str) {
-        Some(n) if n != name => return Err(ApiError::bad_request(format!(
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!(
             "metadata.name \"{n}\" differs from the name in the URL \"{name}\"; make them the same"
-        ))),
+        )))
+        }
         Some(_) => {}
         None => {
             if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {

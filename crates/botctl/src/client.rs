@@ -1,0 +1,134 @@
+//! A small client for the botcluster HTTP API.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use botcluster_server::{ErrorBody, CHANGE_HEADER};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::Conn;
+
+/// The data directory: `--data-dir`, `$BOTCLUSTER_DATA_DIR`, `$XDG_DATA_HOME/botcluster`,
+/// or `~/.local/share/botcluster`.
+pub fn data_dir(explicit: Option<&PathBuf>) -> PathBuf {
+    if let Some(d) = explicit {
+        return d.clone();
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("botcluster");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => PathBuf::from(h).join(".local/share/botcluster"),
+        None => PathBuf::from(".botcluster"),
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// A response the caller may want to inspect beyond success.
+pub struct Reply {
+    pub change: Option<String>,
+    pub body: Value,
+}
+
+/// An error the server returned, with its JSON body.
+#[derive(Debug)]
+pub struct ServerError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.body.message)?;
+        for e in &self.body.field_errors {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl Client {
+    pub fn new(conn: &Conn) -> Result<Self> {
+        let token = match &conn.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = data_dir(conn.data_dir.as_ref()).join(botcluster_server::TOKEN_FILE);
+                std::fs::read_to_string(&path)
+                    .map(|t| t.trim().to_string())
+                    .with_context(|| {
+                        format!(
+                            "no token: reading {} failed; start the server with `botctl serve`, or pass --token / set BOTCLUSTER_TOKEN, or point --data-dir at the server's data directory",
+                            path.display()
+                        )
+                    })?
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            http,
+            base: conn.server.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// Sends a request; non-2xx answers become [`ServerError`].
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Reply> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token)
+            .header("x-botcluster-manager", "botctl");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow!("cannot reach the botcluster server at {}: is `botctl serve` running? (set --server or BOTCLUSTER_SERVER)", self.base)
+            } else {
+                anyhow!("{method} {url}: {e}")
+            }
+        })?;
+        let status = resp.status();
+        let change = resp
+            .headers()
+            .get(CHANGE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp
+            .text()
+            .await
+            .with_context(|| format!("{method} {url}: reading the answer"))?;
+        if !status.is_success() {
+            let body: ErrorBody = serde_json::from_str(&text).unwrap_or(ErrorBody {
+                code: status.as_str().into(),
+                message: format!("{method} {url} answered {status}: {text}"),
+                field_errors: Vec::new(),
+            });
+            return Err(ServerError { status, body }.into());
+        }
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Reply { change, body })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        Ok(self.send(Method::GET, path, None).await?.body)
+    }
+}
+
+/// Whether an error is the server's 404.
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ServerError>()
+        .is_some_and(|s| s.status == StatusCode::NOT_FOUND)
+}

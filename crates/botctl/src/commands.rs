@@ -1,0 +1,445 @@
+//! The client commands.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use botcluster_api::import::import_config_csv;
+use botcluster_api::yaml::{parse_values, Limits};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::client::{is_not_found, Client, ServerError};
+use crate::render;
+use crate::{Conn, Output};
+
+/// One document read from a file, with where it came from.
+struct Doc {
+    source: String,
+    index: usize,
+    value: Value,
+}
+
+impl Doc {
+    fn name(&self) -> Option<&str> {
+        self.value.pointer("/metadata/name").and_then(Value::as_str)
+    }
+    fn place(&self) -> String {
+        format!("{} (document {})", self.source, self.index + 1)
+    }
+}
+
+fn read_source(arg: &str, out: &mut Vec<(String, String)>) -> Result<()> {
+    if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
+        out.push(("<stdin>".into(), text));
+        return Ok(());
+    }
+    let path = Path::new(arg);
+    let meta = std::fs::metadata(path).with_context(|| format!("{arg}: cannot read it"))?;
+    if meta.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("{arg}: cannot list the directory"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("{arg}: the directory holds no .yaml, .yml or .json files");
+        }
+        for f in files {
+            let text = std::fs::read_to_string(&f)
+                .with_context(|| format!("{}: cannot read it", f.display()))?;
+            out.push((f.display().to_string(), text));
+        }
+    } else {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{arg}: cannot read it"))?;
+        out.push((arg.to_string(), text));
+    }
+    Ok(())
+}
+
+fn read_docs(files: &[String]) -> Result<Vec<Doc>> {
+    let mut sources = Vec::new();
+    for f in files {
+        read_source(f, &mut sources)?;
+    }
+    let mut docs = Vec::new();
+    for (source, text) in sources {
+        let values =
+            parse_values(&text, Limits::default()).map_err(|e| anyhow!("{source}: {e}"))?;
+        for (index, value) in values.into_iter().enumerate() {
+            docs.push(Doc {
+                source: source.clone(),
+                index,
+                value,
+            });
+        }
+    }
+    if docs.is_empty() {
+        bail!("no documents found in {}", files.join(", "));
+    }
+    Ok(docs)
+}
+
+fn doc_name(d: &Doc) -> Result<String> {
+    let name = d.name().ok_or_else(|| {
+        anyhow!(
+            "{}: metadata.name is missing; every BotCluster needs a name",
+            d.place()
+        )
+    })?;
+    botcluster_api::validate::validate_name(name)
+        .map_err(|m| anyhow!("{}: metadata.name: {m}", d.place()))?;
+    Ok(name.to_string())
+}
+
+pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
+    let docs = read_docs(files)?;
+    let client = Client::new(conn)?;
+    let mut failed = 0;
+    for d in &docs {
+        let name = match doc_name(d) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let path = format!(
+            "/api/v1/botclusters/{name}{}",
+            if dry_run { "?dryRun=true" } else { "" }
+        );
+        match client.send(Method::PUT, &path, Some(&d.value)).await {
+            Ok(reply) => {
+                let change = reply.change.unwrap_or_else(|| "applied".into());
+                if dry_run {
+                    println!("botcluster/{name} {change} (dry run)");
+                    if let Some(plan) = reply.body.get("plan").and_then(Value::as_array) {
+                        for step in plan {
+                            println!("  - {}", step.as_str().unwrap_or_default());
+                        }
+                    }
+                } else {
+                    println!("botcluster/{name} {change}");
+                }
+            }
+            Err(e) => match e.downcast_ref::<ServerError>() {
+                Some(se) => {
+                    eprintln!("error: {}: botcluster/{name}: {se}", d.place());
+                    failed += 1;
+                }
+                None => return Err(e),
+            },
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+pub async fn get(conn: &Conn, name: Option<&str>, output: Output) -> Result<u8> {
+    let client = Client::new(conn)?;
+    let items: Vec<Value> = match name {
+        Some(n) => vec![client.get(&format!("/api/v1/botclusters/{n}")).await?],
+        None => client
+            .get("/api/v1/botclusters")
+            .await?
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    match output {
+        Output::Json => {
+            let v = if name.is_some() {
+                items[0].clone()
+            } else {
+                serde_json::json!({"items": items})
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Output::Yaml => {
+            let docs: Vec<String> = items
+                .iter()
+                .map(|i| serde_saphyr::to_string(i).map_err(|e| anyhow!("rendering YAML: {e}")))
+                .collect::<Result<_>>()?;
+            print!("{}", docs.join("---\n"));
+        }
+        Output::Table => {
+            if items.is_empty() {
+                eprintln!(
+                    "No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`."
+                );
+            } else {
+                print!("{}", render::table(&items));
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub async fn status(conn: &Conn, name: &str, events: usize) -> Result<u8> {
+    let client = Client::new(conn)?;
+    let obj = client.get(&format!("/api/v1/botclusters/{name}")).await?;
+    let ev = client
+        .get(&format!(
+            "/api/v1/botclusters/{name}/events?limit={}",
+            events.clamp(1, 500)
+        ))
+        .await?;
+    print!(
+        "{}",
+        render::status(
+            &obj,
+            ev.get("events")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        )
+    );
+    Ok(0)
+}
+
+fn parse_timeout(t: &str) -> Result<Duration> {
+    botcluster_api::quantity::parse_duration(t).map_err(|m| anyhow!("--timeout {m}"))
+}
+
+pub async fn delete(conn: &Conn, name: &str, wait_gone: bool, timeout: &str) -> Result<u8> {
+    let timeout = parse_timeout(timeout)?;
+    let client = Client::new(conn)?;
+    let reply = client
+        .send(Method::DELETE, &format!("/api/v1/botclusters/{name}"), None)
+        .await?;
+    let message = reply
+        .body
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("deleted");
+    println!("{message}");
+    if wait_gone && reply.body.get("result").and_then(Value::as_str) == Some("terminating") {
+        return wait_for(&client, name, &WaitFor::Delete, timeout).await;
+    }
+    Ok(0)
+}
+
+pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
+    let docs = read_docs(files)?;
+    let client = Client::new(conn)?;
+    let mut differs = false;
+    for d in &docs {
+        let name = doc_name(d)?;
+        let current = match client.get(&format!("/api/v1/botclusters/{name}")).await {
+            Ok(v) => Some(v),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let reply = client
+            .send(
+                Method::PUT,
+                &format!("/api/v1/botclusters/{name}?dryRun=true"),
+                Some(&d.value),
+            )
+            .await
+            .map_err(|e| anyhow!("{}: botcluster/{name}: {e}", d.place()))?;
+        let change = reply
+            .body
+            .get("change")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if change == "unchanged" {
+            continue;
+        }
+        differs = true;
+        let comparable = |v: &Value| -> Result<String> {
+            let v = serde_json::json!({
+                "metadata": {"name": name, "labels": v.pointer("/metadata/labels"), "annotations": v.pointer("/metadata/annotations")},
+                "spec": v.get("spec"),
+            });
+            serde_saphyr::to_string(&v).map_err(|e| anyhow!("rendering YAML: {e}"))
+        };
+        let old = match &current {
+            Some(c) => comparable(c)?,
+            None => String::new(),
+        };
+        let new = comparable(reply.body.get("object").unwrap_or(&Value::Null))?;
+        let label_old = if current.is_some() {
+            format!("botcluster/{name} (stored)")
+        } else {
+            "/dev/null".into()
+        };
+        print!(
+            "{}",
+            similar::TextDiff::from_lines(&old, &new)
+                .unified_diff()
+                .context_radius(3)
+                .header(&label_old, &format!("botcluster/{name} ({})", d.source))
+        );
+        if let Some(plan) = reply.body.get("plan").and_then(Value::as_array) {
+            println!("# plan for botcluster/{name}:");
+            for step in plan {
+                println!("#   {}", step.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(if differs { 1 } else { 0 })
+}
+
+enum WaitFor {
+    Condition { type_: String, status: String },
+    Delete,
+}
+
+fn parse_for(s: &str) -> Result<WaitFor> {
+    if s == "delete" {
+        return Ok(WaitFor::Delete);
+    }
+    let rest = s.strip_prefix("condition=").ok_or_else(|| {
+        anyhow!("--for \"{s}\": write condition=TYPE[=STATUS] (e.g. condition=Ready) or delete")
+    })?;
+    let (type_, status) = match rest.split_once('=') {
+        Some((t, st)) => (t, st),
+        None => (rest, "True"),
+    };
+    let status = match status.to_ascii_lowercase().as_str() {
+        "true" => "True",
+        "false" => "False",
+        "unknown" => "Unknown",
+        _ => bail!("--for \"{s}\": the status must be True, False or Unknown"),
+    };
+    if type_.is_empty() {
+        bail!("--for \"{s}\": name the condition, e.g. condition=Ready");
+    }
+    Ok(WaitFor::Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+    })
+}
+
+pub async fn wait(conn: &Conn, name: &str, for_: &str, timeout: &str) -> Result<u8> {
+    let what = parse_for(for_)?;
+    let timeout = parse_timeout(timeout)?;
+    let client = Client::new(conn)?;
+    wait_for(&client, name, &what, timeout).await
+}
+
+async fn wait_for(client: &Client, name: &str, what: &WaitFor, timeout: Duration) -> Result<u8> {
+    let started = Instant::now();
+    let mut last_note = String::new();
+    loop {
+        let obj = match client.get(&format!("/api/v1/botclusters/{name}")).await {
+            Ok(o) => Some(o),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let (done, note) = match (what, &obj) {
+            (WaitFor::Delete, None) => (true, format!("botcluster/{name} deleted")),
+            (WaitFor::Delete, Some(_)) => (false, "still present".to_string()),
+            (WaitFor::Condition { .. }, None) => bail!("botcluster/{name} not found"),
+            (WaitFor::Condition { type_, status }, Some(o)) => {
+                let generation = o
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let cond = o
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| {
+                        cs.iter()
+                            .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+                    });
+                let observed = cond
+                    .and_then(|c| c.get("observedGeneration"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let got = cond
+                    .and_then(|c| c.get("status"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("Unknown");
+                let reason = cond
+                    .and_then(|c| c.get("reason"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let message = cond
+                    .and_then(|c| c.get("message"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                // A condition computed for an older generation says nothing about this one.
+                let done = got == status && observed >= generation;
+                let note = if cond.is_none() {
+                    format!("{type_} not reported yet")
+                } else {
+                    format!("{type_}={got} {reason}: {message}")
+                };
+                (
+                    done,
+                    if done {
+                        format!("botcluster/{name} condition met: {type_}={status}")
+                    } else {
+                        note
+                    },
+                )
+            }
+        };
+        if done {
+            println!("{note}");
+            return Ok(0);
+        }
+        if note != last_note {
+            eprintln!("waiting: {note}");
+            last_note = note;
+        }
+        if started.elapsed() >= timeout {
+            eprintln!(
+                "error: timed out after {:?} waiting for botcluster/{name}: {last_note}",
+                timeout
+            );
+            return Ok(1);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Result<u8> {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("{file}: cannot read it"))?
+    };
+    botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("--name: {m}"))?;
+    let imp = import_config_csv(&text, name, image).map_err(|e| anyhow!("{file}: {e}"))?;
+    for w in &imp.warnings {
+        eprintln!("warning: {file}: {w}");
+    }
+    for (line, key) in &imp.unknown_keys {
+        eprintln!(
+            "warning: {file}: line {line}: unknown key {key}; kept in the annotation {}",
+            botcluster_api::import::UNMAPPED_ANNOTATION
+        );
+    }
+    let yaml = format!(
+        "# yaml-language-server: $schema=https://botcluster.io/schemas/botcluster.schema.json\n# Imported from {file} by botctl import.\n{}",
+        serde_saphyr::to_string(&imp.cluster).map_err(|e| anyhow!("rendering YAML: {e}"))?
+    );
+    match output {
+        Some(p) => {
+            std::fs::write(p, &yaml).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{yaml}"),
+    }
+    Ok(0)
+}

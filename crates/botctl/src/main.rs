@@ -1,0 +1,222 @@
+//! botctl: apply, inspect and wait on BotClusters, import a General Bots config.csv, and run the server (`botctl serve`).
+
+mod client;
+mod commands;
+mod render;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Declarative bot fleets on LXD.
+///
+/// Write a BotCluster in YAML, store it with `botctl apply -f`, and the operator started by
+/// `botctl serve` makes LXD containers (and later the Caddy load balancer) match it.
+///
+/// Start here:
+///   botctl serve &                      # the API on 127.0.0.1:7780, state in the data dir
+///   botctl apply -f examples/minimal.yaml
+///   botctl get
+///   botctl status minimal
+#[derive(Parser, Debug)]
+#[command(name = "botctl", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How to reach the server.
+#[derive(Args, Debug, Clone)]
+pub struct Conn {
+    /// The botcluster API server.
+    #[arg(
+        long,
+        global = true,
+        env = "BOTCLUSTER_SERVER",
+        default_value = "http://127.0.0.1:7780"
+    )]
+    pub server: String,
+    /// Bearer token. Default: the `token` file in the data directory, which `botctl serve`
+    /// creates at first start.
+    #[arg(long, global = true, env = "BOTCLUSTER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The server's data directory (holds the store and the token file).
+    #[arg(long, global = true, env = "BOTCLUSTER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create or update BotClusters from YAML/JSON files (several documents per file allowed).
+    ///
+    /// Prints `botcluster/NAME created|configured|unchanged` per object. Exits non-zero if any
+    /// object was rejected; the others are still applied.
+    ///
+    ///   botctl apply -f examples/minimal.yaml
+    ///   botctl apply -f clusters/          # every .yaml/.yml/.json in the directory
+    ///   cat bots.yaml | botctl apply -f -
+    #[command(verbatim_doc_comment)]
+    Apply {
+        /// File, directory, or `-` for standard input. Repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// Validate and show what would change (and the plan, when the controller runs),
+        /// storing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List BotClusters, or show one.
+    Get {
+        /// A name; all when absent.
+        name: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Show a BotCluster's conditions, instances and recent events, for people.
+    Status {
+        /// The BotCluster.
+        name: String,
+        /// How many recent events to show.
+        #[arg(long, default_value_t = 10)]
+        events: usize,
+    },
+    /// Delete a BotCluster (its containers are torn down first).
+    Delete {
+        /// The BotCluster.
+        name: String,
+        /// Wait until it is gone.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "120s")]
+        timeout: String,
+    },
+    /// Show what `apply` would change. Exit code 0: no differences, 1: differences, >1: error.
+    Diff {
+        /// File, directory, or `-`. Repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+    /// Wait until a condition holds.
+    ///
+    ///   botctl wait web --for condition=Ready --timeout 120s
+    ///   botctl wait web --for condition=Degraded=False
+    ///   botctl wait web --for delete
+    #[command(verbatim_doc_comment)]
+    Wait {
+        /// The BotCluster.
+        name: String,
+        /// `condition=TYPE[=True|False|Unknown]` (default True), or `delete`.
+        #[arg(long = "for")]
+        for_: String,
+        /// Give up after this long (e.g. 30s, 2m).
+        #[arg(long, default_value = "120s")]
+        timeout: String,
+    },
+    /// Turn a General Bots config.csv into a BotCluster YAML (printed, or written with -o).
+    ///
+    /// Unknown keys are reported on stderr and kept in an annotation; nothing is dropped
+    /// silently.
+    ///
+    ///   botctl import config.csv --name support-bots > support-bots.yaml
+    #[command(verbatim_doc_comment)]
+    Import {
+        /// The config.csv file (`-` for standard input).
+        file: String,
+        /// Name of the BotCluster.
+        #[arg(long)]
+        name: String,
+        /// LXD image for the containers.
+        #[arg(long, default_value = "botcluster-botserver")]
+        image: String,
+        /// Write the YAML here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Print the BotCluster JSON Schema.
+    Schema,
+    /// Run the API server (and, from the reconcile issue on, the controller).
+    Serve(serve::ServeArgs),
+    /// Print shell completions.
+    ///
+    ///   botctl completions bash > /etc/bash_completion.d/botctl
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Output formats of `get`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// A table for people.
+    Table,
+    /// YAML documents.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(run(cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let conn = cli.conn;
+    match cli.command {
+        Command::Apply { files, dry_run } => commands::apply(&conn, &files, dry_run).await,
+        Command::Get { name, output } => commands::get(&conn, name.as_deref(), output).await,
+        Command::Status { name, events } => commands::status(&conn, &name, events).await,
+        Command::Delete {
+            name,
+            wait,
+            timeout,
+        } => commands::delete(&conn, &name, wait, &timeout).await,
+        Command::Diff { files } => commands::diff(&conn, &files).await,
+        Command::Wait {
+            name,
+            for_,
+            timeout,
+        } => commands::wait(&conn, &name, &for_, &timeout).await,
+        Command::Import {
+            file,
+            name,
+            image,
+            output,
+        } => commands::import(&file, &name, &image, output.as_deref()),
+        Command::Schema => {
+            print!("{}", botcluster_api::schema::botcluster_schema_json());
+            Ok(0)
+        }
+        Command::Serve(args) => serve::serve(&conn, args).await.map(|()| 0),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "botctl", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
