@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod ci;
 mod lxd;
 mod schema;
 
@@ -11,6 +12,8 @@ const HELP: &str = "\
 cargo xtask <chore>
 
 Chores:
+  ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, all tests
+                  (--no-daemons: skip starting LXD)
   schema          write manifests/botcluster.schema.json from the API types
   schema --check  fail if manifests/botcluster.schema.json is stale
   lxd-up          install, start and initialise LXD (no systemd needed), then `image`
@@ -24,6 +27,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&rest),
         Some("schema") => schema::run(&rest),
         Some("lxd-up") => lxd::up(&rest),
         Some("lxd-down") => lxd::down(&rest),

@@ -14,7 +14,10 @@ pub fn run(args: &[&str]) -> Result<()> {
         return Ok(());
     }
     if check {
-        bail!("{} is stale; run `cargo xtask schema` and commit the result", path.display());
+        bail!(
+            "{} is stale; run `cargo xtask schema` and commit the result",
+            path.display()
+        );
     }
     std::fs::write(&path, want).with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());

@@ -1,0 +1,39 @@
+//! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
+//!
+//! 1. `cargo fmt --check`, 2. `cargo clippy -D warnings`, 3. the real daemons the end-to-end
+//! tests use (`lxd-up`), 4. `cargo test --workspace`. Under `CI=true` the end-to-end tests fail
+//! instead of skipping when a daemon is missing.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::project_root;
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let started = Instant::now();
+    println!("==> cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    println!("    ok in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+pub fn run(args: &[&str]) -> Result<()> {
+    let skip_daemons = args.contains(&"--no-daemons");
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    if !skip_daemons {
+        println!("==> cargo xtask lxd-up");
+        crate::lxd::up(&[])?;
+    }
+    cargo(&["test", "--workspace"])?;
+    Ok(())
+}
