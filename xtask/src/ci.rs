@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
 //!
-//! 1. `cargo fmt --check`, 2. `cargo clippy -D warnings`, 3. the real daemons the end-to-end
-//! tests use (`lxd-up`), 4. `cargo test --workspace`. Under `CI=true` the end-to-end tests fail
+//! Steps: `cargo fmt --check`; `cargo clippy -D warnings`; the real daemons the end-to-end
+//! tests use (`lxd-up`); `cargo test --workspace`. Under `CI=true` the end-to-end tests fail
 //! instead of skipping when a daemon is missing.
 
 use std::process::Command;
@@ -29,7 +29,14 @@ fn cargo(args: &[&str]) -> Result<()> {
 pub fn run(args: &[&str]) -> Result<()> {
     let skip_daemons = args.contains(&"--no-daemons");
     cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     if !skip_daemons {
         println!("==> cargo xtask lxd-up");
         crate::lxd::up(&[])?;

@@ -100,7 +100,7 @@ pub enum Deleted {
     /// Gone.
     Removed,
     /// Marked for deletion; finalizers remain.
-    Terminating(StoredObject),
+    Terminating(Box<StoredObject>),
 }
 
 /// A change notification.

@@ -393,12 +393,15 @@ impl Store for SqliteStore {
             }
             if obj.is_deleting() {
                 // Already marked: deletionTimestamp never moves (Kubernetes' rule).
-                return Ok((Deleted::Terminating(obj), None));
+                return Ok((Deleted::Terminating(Box::new(obj)), None));
             }
             obj.meta.deletion_timestamp = Some(now_rfc3339());
             obj.meta.resource_version = Some(rv.to_string());
             save(tx, &obj)?;
-            Ok((Deleted::Terminating(obj), Some((WatchAction::Modified, rv))))
+            Ok((
+                Deleted::Terminating(Box::new(obj)),
+                Some((WatchAction::Modified, rv)),
+            ))
         })?;
         if let Some((a, rv)) = action {
             self.notify(kind, name, a, rv);
