@@ -4,6 +4,10 @@
 //! request for all instances (about 13 ms for 23 instances on LXD 5.0.2), where
 //! `/1.0/instances/NAME/state` costs about 90 ms *per instance*.
 //!
+//! LXD caches the metrics of each project server-side for a few seconds (8 s in
+//! current LXD), shared by all callers: an instance started a moment ago may be
+//! missing, and the numbers can be that old.
+//!
 //! Only what a fleet manager usually needs is extracted; the raw text is available
 //! from [`crate::Client::metrics_text`] for everything else.
 
