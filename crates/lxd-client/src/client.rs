@@ -516,6 +516,53 @@ impl Client {
         }
     }
 
+    /// Escape hatch for endpoints this crate does not wrap: sends `method` to
+    /// `path` (absolute, starting with `/1.0`, query allowed) with an optional JSON
+    /// body, waits for the operation when LXD answers `async`, and returns the
+    /// sync answer's metadata, or the finished operation's metadata.
+    ///
+    /// The client's project is appended as `?project=` unless `path` already
+    /// names one. Counted and observed like every other request.
+    ///
+    /// ```no_run
+    /// # async fn demo(lxd: &lxd_client::Client) -> Result<(), lxd_client::Error> {
+    /// let warnings = lxd.request("GET", "/1.0/warnings?recursion=1", None).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad method or path; otherwise as any call.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| Error::InvalidArgument(format!("HTTP method {method:?}")))?;
+        if path != "/1.0" && !path.starts_with("/1.0/") && !path.starts_with("/1.0?") {
+            return Err(Error::InvalidArgument(format!(
+                "API path {path:?} must start with /1.0"
+            )));
+        }
+        let mut url = self
+            .shared
+            .base
+            .join(path)
+            .map_err(|e| Error::InvalidArgument(format!("API path {path:?}: {e}")))?;
+        if let Some(project) = &self.project {
+            if !url.query_pairs().any(|(k, _)| k == "project") {
+                url.query_pairs_mut().append_pair("project", project);
+            }
+        }
+        let (reply, env) = self.call(method, url, body, None).await?;
+        let sync_metadata = env.metadata.clone();
+        match self.complete(reply, env).await? {
+            Some(op) => Ok(op.metadata),
+            None => Ok(sync_metadata),
+        }
+    }
+
     // ----------------------------------------------------------------- operations
 
     /// Waits for operation `id` (a UUID or `/1.0/operations/UUID`) to finish.
@@ -1366,6 +1413,21 @@ mod tests {
         let p = c.with_project("x");
         c.shared.writes.fetch_add(2, Ordering::Relaxed);
         assert_eq!(p.write_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn missing_socket_error_names_request_endpoint_and_cause() {
+        let c = Client::unix("/nonexistent/lxd.socket").unwrap();
+        let e = c.get_instance("web-0").await.unwrap_err();
+        assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "GET /1.0/instances/web-0 failed: could not talk to LXD at unix:/nonexistent/lxd.socket: "
+            ),
+            "{text}"
+        );
+        assert!(text.contains("No such file or directory"), "{text}");
     }
 
     #[cfg(not(feature = "https"))]

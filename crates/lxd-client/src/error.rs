@@ -123,7 +123,7 @@ pub enum Error {
 
     /// The request never got an HTTP answer: socket missing, connection refused,
     /// TLS failure, timeout.
-    #[error("{request} failed: could not talk to LXD at {endpoint}: {source}")]
+    #[error("{request} failed: could not talk to LXD at {endpoint}: {}", cause_chain(.source))]
     Transport {
         /// The failing request.
         request: Request,
@@ -173,6 +173,21 @@ pub enum Error {
     /// The client could not be constructed (bad TLS identity, feature not compiled in).
     #[error("cannot build LXD client: {0}")]
     Config(String),
+}
+
+/// `outer: inner: innermost`, skipping causes already quoted by their parent.
+pub(crate) fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 impl Error {

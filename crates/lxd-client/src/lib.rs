@@ -48,6 +48,8 @@
 //! fields this crate does not know are ignored, and fields older servers do not
 //! send default to empty values.
 
+#![warn(missing_docs)]
+
 mod client;
 mod error;
 mod events;
@@ -70,6 +72,11 @@ pub use types::{
     NetworkAddress, NetworkCounters, NetworkState, Operation, ResponseType, Server,
     ServerEnvironment, StateAction, StatusCode,
 };
+
+// Compile the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
