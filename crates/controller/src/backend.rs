@@ -1,0 +1,520 @@
+//! Where containers live: the [`ContainerBackend`] trait the reconciler uses, its LXD
+//! implementation over `lxd-client`, and an in-memory fake for unit, property and scale tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use botcluster_api::spec::FileSpec;
+use lxd_client::{
+    Filter, InstancePatch, InstancePut, InstanceSource, InstanceStatePut, InstancesPost,
+};
+
+use crate::model::{Device, KEY_CLUSTER};
+use crate::plan::ObservedInstance;
+
+/// Why a backend call failed, classified for the reconciler.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The instance does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The host refuses a config key it cannot apply (e.g. `limits.disk.priority` without
+    /// the blkio cgroup controller).
+    #[error("{message}")]
+    Unsupported {
+        /// The refused key.
+        key: String,
+        /// LXD's words.
+        message: String,
+    },
+    /// The host port is taken by another process.
+    #[error("{message}")]
+    PortBusy {
+        /// The port.
+        port: u16,
+        /// What was seen.
+        message: String,
+    },
+    /// LXD cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result of backend calls.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Per-instance usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    /// Total CPU seconds consumed.
+    pub cpu_seconds: f64,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+}
+
+/// Operations the reconciler needs from a container host. All are idempotent in effect:
+/// the reconciler re-observes and re-plans after any failure.
+#[async_trait]
+pub trait ContainerBackend: Send + Sync + 'static {
+    /// Instances that belong to `cluster` (by ownership key) or hold one of its names
+    /// (`<cluster>-<digits>`), ready left false.
+    async fn list(&self, cluster: &str) -> Result<Vec<ObservedInstance>>;
+    /// Every instance carrying a botcluster ownership key (to learn used host ports).
+    async fn list_managed(&self) -> Result<Vec<ObservedInstance>>;
+    /// Creates a stopped instance.
+    async fn create(
+        &self,
+        name: &str,
+        image: &str,
+        profiles: &[String],
+        config: &BTreeMap<String, String>,
+        devices: &BTreeMap<String, Device>,
+    ) -> Result<()>;
+    /// Starts an instance (already running is success).
+    async fn start(&self, name: &str) -> Result<()>;
+    /// Stops an instance, forcefully (already stopped is success).
+    async fn stop(&self, name: &str) -> Result<()>;
+    /// Deletes a stopped instance (missing is success).
+    async fn delete(&self, name: &str) -> Result<()>;
+    /// Sets config keys (`""` removes) and devices; removes devices.
+    async fn patch(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+        devices: &BTreeMap<String, Device>,
+        remove_devices: &[String],
+    ) -> Result<()>;
+    /// Writes a file (parents created).
+    async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()>;
+    /// Usage of every instance, by name.
+    async fn usage(&self) -> Result<HashMap<String, Usage>>;
+    /// How many mutating requests were sent so far (tests prove "zero writes" with it).
+    fn write_count(&self) -> u64;
+}
+
+/// The LXD backend.
+pub struct LxdBackend {
+    client: lxd_client::Client,
+}
+
+impl LxdBackend {
+    /// Wraps a client.
+    pub fn new(client: lxd_client::Client) -> Self {
+        LxdBackend { client }
+    }
+    /// The client (events, server info).
+    pub fn client(&self) -> &lxd_client::Client {
+        &self.client
+    }
+}
+
+fn classify(e: lxd_client::Error) -> BackendError {
+    use lxd_client::Error as E;
+    let text = e.to_string();
+    match &e {
+        E::NotFound { .. } => BackendError::NotFound(text),
+        E::AlreadyExists { .. } => BackendError::AlreadyExists(text),
+        E::Transport { .. } => BackendError::Unavailable(text),
+        _ => {
+            let msg = e.lxd_message().unwrap_or(&text).to_string();
+            if msg.contains("limits.disk.priority") {
+                BackendError::Unsupported {
+                    key: "limits.disk.priority".into(),
+                    message: msg,
+                }
+            } else if msg.contains("address already in use")
+                || msg.contains("Failed to receive fd from listener")
+            {
+                BackendError::PortBusy {
+                    port: 0,
+                    message: text,
+                }
+            } else {
+                BackendError::Other(text)
+            }
+        }
+    }
+}
+
+fn observed(i: lxd_client::Instance) -> ObservedInstance {
+    ObservedInstance {
+        running: i.is_running(),
+        status: i.status.clone(),
+        name: i.name,
+        config: i.config,
+        devices: i.devices,
+        ready: false,
+    }
+}
+
+#[async_trait]
+impl ContainerBackend for LxdBackend {
+    async fn list(&self, cluster: &str) -> Result<Vec<ObservedInstance>> {
+        // One request: our name pattern. Instances carrying our cluster key always have it.
+        let filter = Filter::new().matches("name", &format!("^{cluster}-[0-9]+$"));
+        let list = self
+            .client
+            .list_instances(Some(&filter))
+            .await
+            .map_err(classify)?;
+        Ok(list
+            .into_iter()
+            .filter(|i| {
+                crate::model::ordinal_of(cluster, &i.name).is_some()
+                    || i.config.get(KEY_CLUSTER).map(String::as_str) == Some(cluster)
+            })
+            .map(observed)
+            .collect())
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ObservedInstance>> {
+        let list = self.client.list_instances(None).await.map_err(classify)?;
+        Ok(list
+            .into_iter()
+            .filter(|i| i.config.contains_key(KEY_CLUSTER))
+            .map(observed)
+            .collect())
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        image: &str,
+        profiles: &[String],
+        config: &BTreeMap<String, String>,
+        devices: &BTreeMap<String, Device>,
+    ) -> Result<()> {
+        let post = InstancesPost {
+            name: name.into(),
+            source: InstanceSource::image_alias(image),
+            instance_type: "container".into(),
+            config: config.clone(),
+            devices: devices.clone(),
+            profiles: Some(profiles.to_vec()),
+            ..Default::default()
+        };
+        self.client.create_instance(&post).await.map_err(classify)
+    }
+
+    async fn start(&self, name: &str) -> Result<()> {
+        match self
+            .client
+            .change_state(name, &InstanceStatePut::start())
+            .await
+        {
+            Ok(()) | Err(lxd_client::Error::AlreadyRunning { .. }) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn stop(&self, name: &str) -> Result<()> {
+        let mut stop = InstanceStatePut::stop();
+        stop.force = true;
+        match self.client.change_state(name, &stop).await {
+            Ok(()) | Err(lxd_client::Error::AlreadyStopped { .. }) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        match self.client.delete_instance(name).await {
+            Ok(()) | Err(lxd_client::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn patch(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+        devices: &BTreeMap<String, Device>,
+        remove_devices: &[String],
+    ) -> Result<()> {
+        if !config.is_empty() || !devices.is_empty() {
+            let patch = InstancePatch {
+                config: (!config.is_empty()).then(|| config.clone()),
+                devices: (!devices.is_empty()).then(|| devices.clone()),
+                ..Default::default()
+            };
+            self.client
+                .patch_instance(name, &patch, None)
+                .await
+                .map_err(classify)?;
+        }
+        if !remove_devices.is_empty() {
+            // Removing a device needs PUT of the whole instance, guarded by its ETag; LXD's own
+            // volatile writes can race it, so retry on 412.
+            for attempt in 0..5 {
+                let (inst, etag) = self.client.get_instance(name).await.map_err(classify)?;
+                let mut put = InstancePut::from(&inst);
+                for d in remove_devices {
+                    put.devices.remove(d);
+                }
+                match self.client.put_instance(name, &put, Some(&etag)).await {
+                    Ok(()) => break,
+                    Err(lxd_client::Error::PreconditionFailed { .. }) if attempt < 4 => continue,
+                    Err(e) => return Err(classify(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()> {
+        let mode = u32::from_str_radix(&file.mode, 8).unwrap_or(0o644);
+        self.client
+            .push_file(
+                name,
+                &file.path,
+                file.content.as_bytes().to_vec(),
+                &lxd_client::FilePush::mode(mode),
+            )
+            .await
+            .map_err(classify)
+    }
+
+    async fn usage(&self) -> Result<HashMap<String, Usage>> {
+        let m = self.client.metrics().await.map_err(classify)?;
+        let project = self.client.project().unwrap_or("default").to_string();
+        Ok(m.instances
+            .into_iter()
+            .filter(|(_, i)| i.project == project)
+            .map(|(_, i)| {
+                (
+                    i.name.clone(),
+                    Usage {
+                        cpu_seconds: i.cpu_seconds,
+                        memory_bytes: i.memory_bytes,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn write_count(&self) -> u64 {
+        self.client.write_count()
+    }
+}
+
+/// An in-memory LXD: the same semantics the reconciler relies on (created stopped, delete of
+/// a running instance refused, PATCH merges per key and per device), no I/O.
+#[derive(Clone, Default)]
+pub struct FakeBackend {
+    inner: Arc<Mutex<BTreeMap<String, ObservedInstance>>>,
+    writes: Arc<AtomicU64>,
+    /// Config keys the fake host refuses, like a host without blkio.
+    pub refuse_keys: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeBackend {
+    /// An empty host.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds an instance as a person would with `lxc` (not counted as a write).
+    pub fn insert(&self, o: ObservedInstance) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.insert(o.name.clone(), o);
+        }
+    }
+    /// Removes an instance behind the operator's back.
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.remove(name);
+        }
+    }
+    /// Changes an instance behind the operator's back.
+    pub fn edit(&self, name: &str, f: impl FnOnce(&mut ObservedInstance)) {
+        if let Ok(mut m) = self.inner.lock() {
+            if let Some(o) = m.get_mut(name) {
+                f(o);
+            }
+        }
+    }
+    /// All instances.
+    pub fn all(&self) -> Vec<ObservedInstance> {
+        self.inner
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, ObservedInstance>) -> Result<T>,
+    ) -> Result<T> {
+        let mut m = self
+            .inner
+            .lock()
+            .map_err(|_| BackendError::Other("fake poisoned".into()))?;
+        f(&mut m)
+    }
+}
+
+#[async_trait]
+impl ContainerBackend for FakeBackend {
+    async fn list(&self, cluster: &str) -> Result<Vec<ObservedInstance>> {
+        self.with(|m| {
+            Ok(m.values()
+                .filter(|o| {
+                    crate::model::ordinal_of(cluster, &o.name).is_some()
+                        || o.config.get(KEY_CLUSTER).map(String::as_str) == Some(cluster)
+                })
+                .cloned()
+                .map(|mut o| {
+                    o.ready = false;
+                    o
+                })
+                .collect())
+        })
+    }
+    async fn list_managed(&self) -> Result<Vec<ObservedInstance>> {
+        self.with(|m| {
+            Ok(m.values()
+                .filter(|o| o.config.contains_key(KEY_CLUSTER))
+                .cloned()
+                .collect())
+        })
+    }
+    async fn create(
+        &self,
+        name: &str,
+        _image: &str,
+        _profiles: &[String],
+        config: &BTreeMap<String, String>,
+        devices: &BTreeMap<String, Device>,
+    ) -> Result<()> {
+        self.write();
+        let refused = self
+            .refuse_keys
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        if let Some(k) = refused.iter().find(|k| config.contains_key(*k)) {
+            return Err(BackendError::Unsupported {
+                key: k.clone(),
+                message: format!("Cannot apply {k}"),
+            });
+        }
+        self.with(|m| {
+            if m.contains_key(name) {
+                return Err(BackendError::AlreadyExists(format!(
+                    "{name} already exists"
+                )));
+            }
+            m.insert(
+                name.into(),
+                ObservedInstance {
+                    name: name.into(),
+                    running: false,
+                    status: "Stopped".into(),
+                    config: config.clone(),
+                    devices: devices.clone(),
+                    ready: false,
+                },
+            );
+            Ok(())
+        })
+    }
+    async fn start(&self, name: &str) -> Result<()> {
+        self.write();
+        self.with(|m| {
+            let o = m
+                .get_mut(name)
+                .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
+            o.running = true;
+            o.status = "Running".into();
+            Ok(())
+        })
+    }
+    async fn stop(&self, name: &str) -> Result<()> {
+        self.write();
+        self.with(|m| {
+            let o = m
+                .get_mut(name)
+                .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
+            o.running = false;
+            o.status = "Stopped".into();
+            Ok(())
+        })
+    }
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.write();
+        self.with(|m| {
+            match m.get(name) {
+                Some(o) if o.running => {
+                    return Err(BackendError::Other(format!("{name}: Instance is running")))
+                }
+                _ => {}
+            }
+            m.remove(name);
+            Ok(())
+        })
+    }
+    async fn patch(
+        &self,
+        name: &str,
+        config: &BTreeMap<String, String>,
+        devices: &BTreeMap<String, Device>,
+        remove_devices: &[String],
+    ) -> Result<()> {
+        self.write();
+        let refused = self
+            .refuse_keys
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        if let Some(k) = refused
+            .iter()
+            .find(|k| config.get(*k).is_some_and(|v| !v.is_empty()))
+        {
+            return Err(BackendError::Unsupported {
+                key: k.clone(),
+                message: format!("Cannot apply {k}"),
+            });
+        }
+        self.with(|m| {
+            let o = m
+                .get_mut(name)
+                .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
+            for (k, v) in config {
+                if v.is_empty() {
+                    o.config.remove(k);
+                } else {
+                    o.config.insert(k.clone(), v.clone());
+                }
+            }
+            for (k, d) in devices {
+                o.devices.insert(k.clone(), d.clone());
+            }
+            for d in remove_devices {
+                o.devices.remove(d);
+            }
+            Ok(())
+        })
+    }
+    async fn push_file(&self, name: &str, _file: &FileSpec) -> Result<()> {
+        self.write();
+        self.with(|m| {
+            m.get(name)
+                .map(|_| ())
+                .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))
+        })
+    }
+    async fn usage(&self) -> Result<HashMap<String, Usage>> {
+        Ok(HashMap::new())
+    }
+    fn write_count(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,203 @@
+//! Prometheus metrics of the controller, with controller-runtime's names where they exist.
+
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Label value of `controller` in controller-runtime metrics.
+pub const CONTROLLER: &str = "botcluster";
+
+/// The controller's metrics.
+#[derive(Clone)]
+pub struct ControllerMetrics {
+    /// `controller_runtime_reconcile_total{controller,result}`.
+    pub reconcile_total: IntCounterVec,
+    /// `controller_runtime_reconcile_errors_total{controller}`.
+    pub reconcile_errors: IntCounter,
+    /// `controller_runtime_reconcile_time_seconds{controller}`.
+    pub reconcile_time: Histogram,
+    /// `controller_runtime_active_workers{controller}`.
+    pub active_workers: IntGauge,
+    /// `controller_runtime_max_concurrent_reconciles{controller}`.
+    pub max_concurrent: IntGauge,
+    /// `workqueue_depth{name}`.
+    pub queue_depth: IntGauge,
+    /// `workqueue_adds_total{name}`.
+    pub queue_adds: IntCounter,
+    /// `workqueue_retries_total{name}`.
+    pub queue_retries: IntCounter,
+    /// `botcluster_actions_total{action,result}`: executed plan actions.
+    pub actions: IntCounterVec,
+    /// `botcluster_instances{cluster}`: instances that exist.
+    pub instances: IntGaugeVec,
+    /// `botcluster_ready_instances{cluster}`.
+    pub ready_instances: IntGaugeVec,
+    /// `botcluster_desired_instances{cluster}`.
+    pub desired_instances: IntGaugeVec,
+    /// `botcluster_lxd_requests_total{method,path,code}`.
+    pub lxd_requests: IntCounterVec,
+    /// `botcluster_lxd_request_duration_seconds{method,path}`.
+    pub lxd_latency: HistogramVec,
+}
+
+fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+    // A second controller in the same registry (tests) keeps the first's collectors.
+    let _ = r.register(Box::new(c.clone()));
+    c
+}
+
+impl ControllerMetrics {
+    /// Creates and registers the metrics.
+    pub fn new(r: &Registry) -> Self {
+        let c =
+            |name: &str, help: &str| Opts::new(name, help).const_label("controller", CONTROLLER);
+        let q = |name: &str, help: &str| Opts::new(name, help).const_label("name", CONTROLLER);
+        ControllerMetrics {
+            reconcile_total: reg(
+                r,
+                IntCounterVec::new(
+                    c(
+                        "controller_runtime_reconcile_total",
+                        "Reconciliations by result",
+                    ),
+                    &["result"],
+                )
+                .expect("static"),
+            ),
+            reconcile_errors: reg(
+                r,
+                IntCounter::with_opts(c(
+                    "controller_runtime_reconcile_errors_total",
+                    "Failed reconciliations",
+                ))
+                .expect("static"),
+            ),
+            reconcile_time: reg(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::from(c(
+                        "controller_runtime_reconcile_time_seconds",
+                        "Time per reconciliation",
+                    ))
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
+                )
+                .expect("static"),
+            ),
+            active_workers: reg(
+                r,
+                IntGauge::with_opts(c(
+                    "controller_runtime_active_workers",
+                    "Workers reconciling now",
+                ))
+                .expect("static"),
+            ),
+            max_concurrent: reg(
+                r,
+                IntGauge::with_opts(c(
+                    "controller_runtime_max_concurrent_reconciles",
+                    "Worker bound",
+                ))
+                .expect("static"),
+            ),
+            queue_depth: reg(
+                r,
+                IntGauge::with_opts(q("workqueue_depth", "Keys waiting in the work queue"))
+                    .expect("static"),
+            ),
+            queue_adds: reg(
+                r,
+                IntCounter::with_opts(q("workqueue_adds_total", "Keys added to the work queue"))
+                    .expect("static"),
+            ),
+            queue_retries: reg(
+                r,
+                IntCounter::with_opts(q("workqueue_retries_total", "Keys requeued after an error"))
+                    .expect("static"),
+            ),
+            actions: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "botcluster_actions_total",
+                        "Executed plan actions by kind and result",
+                    ),
+                    &["action", "result"],
+                )
+                .expect("static"),
+            ),
+            instances: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("botcluster_instances", "Containers that exist, per cluster"),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            ready_instances: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "botcluster_ready_instances",
+                        "Containers passing their readiness probe, per cluster",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            desired_instances: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "botcluster_desired_instances",
+                        "Containers wanted, per cluster",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            lxd_requests: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new("botcluster_lxd_requests_total", "LXD API requests"),
+                    &["method", "path", "code"],
+                )
+                .expect("static"),
+            ),
+            lxd_latency: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "botcluster_lxd_request_duration_seconds",
+                        "LXD API request latency",
+                    )
+                    .buckets(vec![
+                        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ]),
+                    &["method", "path"],
+                )
+                .expect("static"),
+            ),
+        }
+    }
+}
+
+/// Feeds the LXD client's request hook into Prometheus.
+pub struct LxdObserver(pub ControllerMetrics);
+
+impl lxd_client::RequestObserver for LxdObserver {
+    fn observe(&self, method: &str, path_kind: &str, status: u16, elapsed: Duration) {
+        self.0
+            .lxd_requests
+            .with_label_values(&[method, path_kind, &status.to_string()])
+            .inc();
+        self.0
+            .lxd_latency
+            .with_label_values(&[method, path_kind])
+            .observe(elapsed.as_secs_f64());
+    }
+}

@@ -1,0 +1,89 @@
+//! The readiness probe: an HTTP GET of the health endpoint through the instance's host port.
+//!
+//! A TCP connect proves nothing here: LXD's proxy device accepts connections even when nothing
+//! listens inside the container. So the probe reads the seed's health JSON.
+
+use std::time::Duration;
+
+/// What one probe saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeResult {
+    /// Serving: HTTP 200 and `status` not `unhealthy`.
+    pub ready: bool,
+    /// `healthy`, `degraded`, `unhealthy`, or `unreachable`.
+    pub health: String,
+    /// Why not ready.
+    pub message: Option<String>,
+}
+
+/// Probes health endpoints over loopback HTTP.
+#[derive(Clone)]
+pub struct Prober {
+    http: reqwest::Client,
+}
+
+impl Prober {
+    /// A prober whose requests give up after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Prober { http }
+    }
+
+    /// GETs `http://{host}:{port}{path}` and reads the health JSON.
+    pub async fn probe(&self, host: &str, port: u16, path: &str) -> ProbeResult {
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let url = format!("http://{host}:{port}{path}");
+        let resp = match self.http.get(&url).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return ProbeResult {
+                    ready: false,
+                    health: "unreachable".into(),
+                    message: Some(format!("GET {url}: {}", short(&e))),
+                }
+            }
+        };
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        let health = body
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or(if status.is_success() {
+                "healthy"
+            } else {
+                "unhealthy"
+            })
+            .to_string();
+        let ready = status.is_success() && health != "unhealthy";
+        ProbeResult {
+            ready,
+            message: (!ready)
+                .then(|| format!("GET {url} answered {status} with status \"{health}\"")),
+            health,
+        }
+    }
+}
+
+fn short(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused or reset".into()
+    } else {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s = format!("{s}: {inner}");
+            src = inner.source();
+        }
+        s
+    }
+}

@@ -1,0 +1,859 @@
+//! One reconcile pass over one BotCluster: observe → plan → execute → status.
+//!
+//! # Expected flow
+//! 1. Read the object. Gone: nothing to do. Deletion requested: plan a teardown, run it, and
+//!    remove our finalizer once no container is left (the store then drops the object).
+//! 2. Make sure our finalizer is on the object **before** creating anything, so a delete can
+//!    never skip teardown.
+//! 3. Observe this cluster's instances (one filtered list request) and probe the running
+//!    ones' health endpoints.
+//! 4. Plan (a pure function), execute the actions, observe again if anything was done.
+//! 5. Write status (conditions, instances) and events; return when to come back.
+//!
+//! # Guarantees
+//! - A pass with nothing to change sends no writes to LXD.
+//! - Every action is idempotent: "already running", "not found" on delete are success, and a
+//!   pass interrupted anywhere (even `kill -9`) is finished by the next one, which plans from
+//!   what it observes.
+//! - Instances without this cluster's ownership keys are never changed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use botcluster_api::meta::set_condition;
+use botcluster_api::spec::BotClusterSpec;
+use botcluster_api::status::InstanceStatus;
+use botcluster_api::{
+    BotCluster, BotClusterStatus, Condition, ConditionStatus, Event, BOTCLUSTER_KIND, FINALIZER,
+};
+use botcluster_store::{now_rfc3339, Store, StoreError, StoredObject};
+use tokio::sync::Semaphore;
+
+use crate::backend::{BackendError, ContainerBackend};
+use crate::metrics::ControllerMetrics;
+use crate::model::{Capabilities, KEY_FILES};
+use crate::plan::{plan, Action, Desired, NewInstance, ObservedInstance, Plan, PortPool};
+use crate::probe::Prober;
+
+/// Why a pass failed; the controller backs off and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// LXD failed.
+    #[error("LXD: {0}")]
+    Backend(#[from] BackendError),
+    /// The stored spec does not parse (should not happen: the server validates).
+    #[error("the stored spec is unreadable: {0}")]
+    Spec(String),
+}
+
+/// What a pass asks of the controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Come back after this long (short while converging, the resync period when done).
+    pub requeue_after: Duration,
+}
+
+/// Settings of the reconciler.
+#[derive(Clone, Debug)]
+pub struct ReconcilerConfig {
+    /// Host ports handed out when a spec has no `hostPorts`.
+    pub port_range: (u16, u16),
+    /// Bound on concurrent LXD creates across all clusters.
+    pub max_concurrent_creates: usize,
+    /// Readiness probe timeout.
+    pub probe_timeout: Duration,
+    /// Check that a host port is free before creating a container on it (LXD on this host).
+    pub check_host_ports: bool,
+    /// Period of the "nothing to do" requeue.
+    pub resync: Duration,
+    /// Period of the requeue while converging.
+    pub converge_poll: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            port_range: (20000, 20999),
+            max_concurrent_creates: 8,
+            probe_timeout: Duration::from_secs(2),
+            check_host_ports: true,
+            resync: Duration::from_secs(30),
+            converge_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Reconciles BotClusters against a container backend.
+pub struct Reconciler {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) backend: Arc<dyn ContainerBackend>,
+    pub(crate) metrics: ControllerMetrics,
+    config: ReconcilerConfig,
+    caps: Mutex<Capabilities>,
+    /// Host ports in use, per cluster (learned from observation), and ports found busy.
+    ports: Mutex<PortBook>,
+    creates: Arc<Semaphore>,
+    prober: Prober,
+    cpu_samples: Mutex<HashMap<String, (Instant, f64)>>,
+}
+
+#[derive(Default)]
+struct PortBook {
+    by_cluster: HashMap<String, BTreeSet<u16>>,
+    busy: BTreeSet<u16>,
+}
+
+fn event(type_: &str, reason: &str, message: impl Into<String>) -> Event {
+    Event {
+        time: now_rfc3339(),
+        type_: type_.into(),
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+fn action_kind(a: &Action) -> &'static str {
+    match a {
+        Action::Create(_) => "create",
+        Action::Replace(_) => "replace",
+        Action::Start { .. } => "start",
+        Action::Patch { .. } => "patch",
+        Action::PushFiles { .. } => "push_files",
+        Action::Delete { .. } => "delete",
+    }
+}
+
+impl Reconciler {
+    /// A reconciler over `store` and `backend`, registering metrics in `metrics`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        backend: Arc<dyn ContainerBackend>,
+        metrics: ControllerMetrics,
+        config: ReconcilerConfig,
+    ) -> Self {
+        Reconciler {
+            store,
+            backend,
+            metrics,
+            creates: Arc::new(Semaphore::new(config.max_concurrent_creates.max(1))),
+            prober: Prober::new(config.probe_timeout),
+            config,
+            caps: Mutex::new(Capabilities::default()),
+            ports: Mutex::new(PortBook::default()),
+            cpu_samples: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The resync period.
+    pub fn resync(&self) -> Duration {
+        self.config.resync
+    }
+
+    /// Learns which host ports every managed instance holds (call once at start).
+    pub async fn learn_ports(&self) -> Result<(), ReconcileError> {
+        let all = self.backend.list_managed().await?;
+        let mut book = self
+            .ports
+            .lock()
+            .map_err(|_| ReconcileError::Spec("port book poisoned".into()))?;
+        for o in all {
+            if let (Some(c), Some(p)) = (o.config.get(crate::model::KEY_CLUSTER), o.host_port()) {
+                book.by_cluster.entry(c.clone()).or_default().insert(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn pool_for(&self, cluster: &str) -> PortPool {
+        let book = self.ports.lock();
+        let mut taken = BTreeSet::new();
+        if let Ok(book) = book {
+            for (c, ports) in &book.by_cluster {
+                if c != cluster {
+                    taken.extend(ports.iter().copied());
+                }
+            }
+            taken.extend(book.busy.iter().copied());
+        }
+        PortPool {
+            start: self.config.port_range.0,
+            end: self.config.port_range.1,
+            taken,
+        }
+    }
+
+    fn remember_ports(&self, cluster: &str, observed: &[ObservedInstance]) {
+        if let Ok(mut book) = self.ports.lock() {
+            let ports: BTreeSet<u16> = observed
+                .iter()
+                .filter_map(ObservedInstance::host_port)
+                .collect();
+            if ports.is_empty() {
+                book.by_cluster.remove(cluster);
+            } else {
+                book.by_cluster.insert(cluster.to_string(), ports);
+            }
+        }
+    }
+
+    fn caps(&self) -> Capabilities {
+        self.caps.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    async fn record(&self, name: &str, e: Event) {
+        if let Err(err) = self.store.record_event(BOTCLUSTER_KIND, name, e).await {
+            tracing::warn!(cluster = name, error = %err, "recording an event failed");
+        }
+    }
+
+    /// Observes and probes.
+    async fn observe(
+        &self,
+        name: &str,
+        spec: &BotClusterSpec,
+    ) -> Result<Vec<ObservedInstance>, ReconcileError> {
+        let mut observed = self.backend.list(name).await?;
+        let probes = observed.iter().map(|o| {
+            let port = o.host_port();
+            let running = o.running;
+            let prober = self.prober.clone();
+            let host = spec.listen_address.clone();
+            let path = spec.health.endpoint.clone();
+            async move {
+                match (running, port) {
+                    (true, Some(p)) => Some(prober.probe(&host, p, &path).await),
+                    _ => None,
+                }
+            }
+        });
+        let results = futures_util::future::join_all(probes).await;
+        for (o, r) in observed.iter_mut().zip(results) {
+            o.ready = r.as_ref().is_some_and(|r| r.ready);
+        }
+        Ok(observed)
+    }
+
+    /// One pass. See the module documentation.
+    pub async fn reconcile(&self, name: &str) -> Result<Outcome, ReconcileError> {
+        let Some(obj) = self.store.get(BOTCLUSTER_KIND, name).await? else {
+            return Ok(Outcome {
+                requeue_after: Duration::MAX,
+            });
+        };
+        let spec: BotClusterSpec = serde_json::from_value(obj.spec.clone())
+            .map_err(|e| ReconcileError::Spec(e.to_string()))?;
+        let uid = obj.meta.uid.clone().unwrap_or_default();
+        if obj.is_deleting() {
+            return self.teardown(&obj, &spec, &uid).await;
+        }
+        if !obj.meta.finalizers.iter().any(|f| f == FINALIZER) {
+            let mut f = obj.meta.finalizers.clone();
+            f.push(FINALIZER.into());
+            self.store.set_finalizers(BOTCLUSTER_KIND, name, f).await?;
+        }
+        let replicas = spec.replicas;
+        let mut observed = self.observe(name, &spec).await?;
+        self.remember_ports(name, &observed);
+        let caps = self.caps();
+        let desired = Desired {
+            name,
+            uid: &uid,
+            spec: &spec,
+            replicas,
+            deleting: false,
+        };
+        let p = plan(&desired, &observed, &caps, &self.pool_for(name));
+        let mut failures: Vec<String> = Vec::new();
+        let mut acted = false;
+        if !p.actions.is_empty() {
+            acted = true;
+            failures = self.execute(name, &spec, &p).await;
+            observed = self.observe(name, &spec).await?;
+            self.remember_ports(name, &observed);
+        }
+        let status = self.status(&obj, &spec, &observed, &p, &failures).await;
+        let converging =
+            acted || status.ready_replicas < status.desired_replicas || p.pending_replacements > 0;
+        self.write_status(&obj, status).await?;
+        // Actions that failed for reasons other than a refused limit or a busy port: back off.
+        let hard: Vec<&str> = failures
+            .iter()
+            .filter(|f| !f.is_empty())
+            .map(String::as_str)
+            .collect();
+        if !hard.is_empty() {
+            return Err(ReconcileError::Backend(BackendError::Other(
+                hard.join("; "),
+            )));
+        }
+        Ok(Outcome {
+            requeue_after: if converging {
+                self.config.converge_poll
+            } else {
+                self.config.resync
+            },
+        })
+    }
+
+    async fn teardown(
+        &self,
+        obj: &StoredObject,
+        spec: &BotClusterSpec,
+        uid: &str,
+    ) -> Result<Outcome, ReconcileError> {
+        let name = obj.meta.name.as_str();
+        let observed = self.backend.list(name).await?;
+        let desired = Desired {
+            name,
+            uid,
+            spec,
+            replicas: 0,
+            deleting: true,
+        };
+        let p = plan(&desired, &observed, &self.caps(), &self.pool_for(name));
+        let failures = self.execute(name, spec, &p).await;
+        if failures.iter().any(|f| !f.is_empty()) {
+            return Err(ReconcileError::Backend(BackendError::Other(
+                failures.join("; "),
+            )));
+        }
+        let left = self.backend.list(name).await?;
+        let mine = left.iter().filter(|o| o.owner_uid() == Some(uid)).count();
+        if mine == 0 {
+            if let Ok(mut book) = self.ports.lock() {
+                book.by_cluster.remove(name);
+            }
+            let f: Vec<String> = obj
+                .meta
+                .finalizers
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            self.store.set_finalizers(BOTCLUSTER_KIND, name, f).await?;
+            for g in [
+                &self.metrics.instances,
+                &self.metrics.ready_instances,
+                &self.metrics.desired_instances,
+            ] {
+                let _ = g.remove_label_values(&[name]);
+            }
+            tracing::info!(cluster = name, "torn down");
+            return Ok(Outcome {
+                requeue_after: Duration::MAX,
+            });
+        }
+        Ok(Outcome {
+            requeue_after: self.config.converge_poll,
+        })
+    }
+
+    /// Runs the plan's actions. Returns one string per failed action: empty for failures that
+    /// were handled (a refused limit learned, a busy port avoided) and only need a replan.
+    async fn execute(&self, name: &str, spec: &BotClusterSpec, p: &Plan) -> Vec<String> {
+        let mut failures = Vec::new();
+        // Creates run concurrently (bounded globally); everything else in plan order.
+        let mut creates = Vec::new();
+        for a in &p.actions {
+            match a {
+                Action::Create(n) => creates.push(n),
+                other => {
+                    let r = self.run_action(name, spec, other).await;
+                    self.note(name, other, r, &mut failures).await;
+                }
+            }
+        }
+        let runs = creates.iter().map(|n| async move {
+            let a = Action::Create((*n).clone());
+            let r = self.run_action(name, spec, &a).await;
+            (a, r)
+        });
+        for (a, r) in futures_util::future::join_all(runs).await {
+            self.note(name, &a, r, &mut failures).await;
+        }
+        failures
+    }
+
+    async fn note(
+        &self,
+        name: &str,
+        a: &Action,
+        r: Result<(), BackendError>,
+        failures: &mut Vec<String>,
+    ) {
+        let kind = action_kind(a);
+        match r {
+            Ok(()) => {
+                self.metrics
+                    .actions
+                    .with_label_values(&[kind, "success"])
+                    .inc();
+                let reason = match a {
+                    Action::Create(_) => "Created",
+                    Action::Replace(_) => "Replaced",
+                    Action::Start { .. } => "Started",
+                    Action::Patch { .. } => "Updated",
+                    Action::PushFiles { .. } => "FilesPushed",
+                    Action::Delete { .. } => "Deleted",
+                };
+                tracing::info!(cluster = name, action = %a.describe(), "done");
+                self.record(name, event("Normal", reason, a.describe()))
+                    .await;
+            }
+            Err(e) => {
+                self.metrics
+                    .actions
+                    .with_label_values(&[kind, "error"])
+                    .inc();
+                match &e {
+                    BackendError::Unsupported { key, message } => {
+                        if key == "limits.disk.priority" {
+                            if let Ok(mut c) = self.caps.lock() {
+                                c.disk_priority = false;
+                            }
+                        }
+                        self.record(
+                            name,
+                            event("Warning", "LimitUnsupported", format!("this LXD host refuses {key} ({message}); continuing without it")),
+                        )
+                        .await;
+                        failures.push(String::new());
+                    }
+                    BackendError::PortBusy { message, .. } => {
+                        if let Action::Create(n) | Action::Replace(n) = a {
+                            if let Ok(mut book) = self.ports.lock() {
+                                book.busy.insert(n.host_port);
+                            }
+                        }
+                        self.record(
+                            name,
+                            event(
+                                "Warning",
+                                "PortBusy",
+                                format!("{}: {message}; choosing another port", a.describe()),
+                            ),
+                        )
+                        .await;
+                        failures.push(String::new());
+                    }
+                    _ => {
+                        tracing::warn!(cluster = name, action = %a.describe(), error = %e, "failed");
+                        self.record(
+                            name,
+                            event(
+                                "Warning",
+                                "ActionFailed",
+                                format!("{} failed: {e}", a.describe()),
+                            ),
+                        )
+                        .await;
+                        failures.push(format!("{}: {e}", a.describe()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_action(
+        &self,
+        _cluster: &str,
+        spec: &BotClusterSpec,
+        a: &Action,
+    ) -> Result<(), BackendError> {
+        let b = &self.backend;
+        match a {
+            Action::Create(n) => self.create(spec, n).await,
+            Action::Replace(n) => {
+                b.stop(&n.name).await?;
+                b.delete(&n.name).await?;
+                self.create(spec, n).await
+            }
+            Action::Start { name } => b.start(name).await,
+            Action::Patch {
+                name,
+                config,
+                devices,
+                remove_devices,
+            } => b.patch(name, config, devices, remove_devices).await,
+            Action::PushFiles { name, files, hash } => {
+                for f in files {
+                    b.push_file(name, f).await?;
+                }
+                let mut c = std::collections::BTreeMap::new();
+                c.insert(KEY_FILES.to_string(), hash.clone());
+                b.patch(name, &c, &Default::default(), &[]).await
+            }
+            Action::Delete { name, .. } => {
+                b.stop(name).await?;
+                b.delete(name).await
+            }
+        }
+    }
+
+    /// Create → push files → record their hash → start. The files hash is written only after
+    /// the files are in place, so a crash in between makes the next pass push them again.
+    async fn create(&self, spec: &BotClusterSpec, n: &NewInstance) -> Result<(), BackendError> {
+        if self.config.check_host_ports {
+            let addr = format!("{}:{}", spec.listen_address, n.host_port);
+            if let Err(e) = std::net::TcpListener::bind(&addr) {
+                return Err(BackendError::PortBusy {
+                    port: n.host_port,
+                    message: format!("{addr} is in use on this host ({e})"),
+                });
+            }
+        }
+        let _permit = self
+            .creates
+            .acquire()
+            .await
+            .map_err(|_| BackendError::Other("shutting down".into()))?;
+        let mut config = n.config.clone();
+        let files_hash = if n.files.is_empty() {
+            None
+        } else {
+            config.remove(KEY_FILES)
+        };
+        match self
+            .backend
+            .create(&n.name, &n.image, &n.profiles, &config, &n.devices)
+            .await
+        {
+            Ok(()) => {}
+            // A create that landed before a crash: the next steps finish it.
+            Err(BackendError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(h) = files_hash {
+            for f in &n.files {
+                self.backend.push_file(&n.name, f).await?;
+            }
+            let mut c = std::collections::BTreeMap::new();
+            c.insert(KEY_FILES.to_string(), h);
+            self.backend
+                .patch(&n.name, &c, &Default::default(), &[])
+                .await?;
+        }
+        match self.backend.start(&n.name).await {
+            Err(BackendError::PortBusy { message, .. }) => Err(BackendError::PortBusy {
+                port: n.host_port,
+                message,
+            }),
+            other => other,
+        }
+    }
+
+    async fn status(
+        &self,
+        obj: &StoredObject,
+        spec: &BotClusterSpec,
+        observed: &[ObservedInstance],
+        p: &Plan,
+        failures: &[String],
+    ) -> BotClusterStatus {
+        let name = obj.meta.name.as_str();
+        let uid = obj.meta.uid.as_deref().unwrap_or("");
+        let mut prev: BotClusterStatus =
+            serde_json::from_value(obj.status.clone()).unwrap_or_default();
+        let usage = self.backend.usage().await.unwrap_or_default();
+        let cpus = spec
+            .resources
+            .cpu
+            .as_ref()
+            .and_then(|c| c.count().ok())
+            .unwrap_or(1)
+            .max(1) as f64;
+        let mut instances: Vec<InstanceStatus> = Vec::new();
+        let now = Instant::now();
+        for o in observed.iter().filter(|o| o.owner_uid() == Some(uid)) {
+            let u = usage.get(&o.name);
+            let cpu_percent = u.and_then(|u| {
+                let mut samples = self.cpu_samples.lock().ok()?;
+                let prev = samples.insert(o.name.clone(), (now, u.cpu_seconds));
+                let (t0, c0) = prev?;
+                let dt = now.duration_since(t0).as_secs_f64();
+                (dt > 0.5 && u.cpu_seconds >= c0)
+                    .then(|| ((u.cpu_seconds - c0) / dt / cpus * 100.0 * 10.0).round() / 10.0)
+            });
+            let port = o.host_port();
+            instances.push(InstanceStatus {
+                name: o.name.clone(),
+                ordinal: o.ordinal().unwrap_or(0),
+                state: o.status.clone(),
+                host_port: port,
+                url: port.map(|p| format!("http://{}:{p}", spec.listen_address)),
+                ready: o.running && o.ready,
+                health: Some(
+                    if !o.running {
+                        "stopped"
+                    } else if o.ready {
+                        "healthy"
+                    } else {
+                        "unready"
+                    }
+                    .into(),
+                ),
+                cpu_percent,
+                memory_bytes: u.map(|u| u.memory_bytes).filter(|m| *m > 0),
+                message: (!o.running).then(|| format!("LXD reports {}", o.status)),
+            });
+        }
+        instances.sort_by_key(|i| i.ordinal);
+        let ready = instances.iter().filter(|i| i.ready).count() as u32;
+        let replicas = instances.len() as u32;
+        let desired = spec.replicas;
+        let generation = obj.meta.generation.unwrap_or(0);
+        let now_s = now_rfc3339();
+        let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
+            type_: type_.into(),
+            status: if ok {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
+            reason: reason.into(),
+            message,
+            last_transition_time: String::new(),
+            observed_generation: generation,
+        };
+        let all_ready = ready == desired && replicas == desired && p.pending_replacements == 0;
+        let mut problems: Vec<(String, String)> = Vec::new();
+        if !p.conflicts.is_empty() {
+            problems.push((
+                "NameConflict".into(),
+                p.conflicts
+                    .iter()
+                    .map(|c| format!("{} exists and is {}; botcluster leaves it alone (rename or delete it to let the cluster use the name)", c.name, c.owner))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        if spec.resources.disk_priority.is_some() && !self.caps().disk_priority {
+            problems.push((
+                "LimitUnsupported".into(),
+                "limits.disk.priority is not applied: this LXD host lacks the blkio cgroup controller (cgroup v1 without blkio.weight); the other limits are applied".into(),
+            ));
+        }
+        if spec
+            .resources
+            .network
+            .as_ref()
+            .is_some_and(|n| n.nic.is_none() && (n.ingress.is_some() || n.egress.is_some()))
+        {
+            problems.push((
+                "LimitUnsupported".into(),
+                "resources.network ingress/egress are not applied: LXD shapes traffic only on a NIC; set resources.network.nic to an LXD network".into(),
+            ));
+        }
+        for b in &p.blocked {
+            problems.push(("Blocked".into(), b.clone()));
+        }
+        let hard: Vec<&String> = failures.iter().filter(|f| !f.is_empty()).collect();
+        if !hard.is_empty() {
+            problems.push((
+                "ActionFailed".into(),
+                hard.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        let mut conditions = prev.conditions.clone();
+        set_condition(
+            &mut conditions,
+            cond(
+                "Ready",
+                all_ready,
+                if all_ready { "AllReady" } else { "NotAllReady" },
+                format!("{ready}/{desired} instances ready"),
+            ),
+            &now_s,
+        );
+        let progressing = !all_ready || !p.actions.is_empty();
+        set_condition(
+            &mut conditions,
+            cond(
+                "Progressing",
+                progressing,
+                if p.pending_replacements > 0 {
+                    "RollingUpdate"
+                } else if progressing {
+                    "Converging"
+                } else {
+                    "Converged"
+                },
+                if progressing {
+                    format!(
+                        "{} action(s) this pass; {replicas} exist, {ready} ready, {desired} wanted",
+                        p.actions.len()
+                    )
+                } else {
+                    "every instance matches the spec".into()
+                },
+            ),
+            &now_s,
+        );
+        let degraded = !problems.is_empty();
+        let (reason, message) = if degraded {
+            (
+                problems
+                    .iter()
+                    .map(|(r, _)| r.as_str())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(","),
+                problems
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        } else {
+            ("AsExpected".to_string(), "no problems".to_string())
+        };
+        let before = prev
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .map(|c| (c.status, c.message.clone()));
+        set_condition(
+            &mut conditions,
+            cond("Degraded", degraded, &reason, message.clone()),
+            &now_s,
+        );
+        if degraded && before != Some((ConditionStatus::True, message.clone())) {
+            self.record(name, event("Warning", &reason, message)).await;
+        }
+        self.metrics
+            .instances
+            .with_label_values(&[name])
+            .set(replicas as i64);
+        self.metrics
+            .ready_instances
+            .with_label_values(&[name])
+            .set(ready as i64);
+        self.metrics
+            .desired_instances
+            .with_label_values(&[name])
+            .set(desired as i64);
+        prev.observed_generation = generation;
+        prev.conditions = conditions;
+        prev.replicas = replicas;
+        prev.ready_replicas = ready;
+        prev.desired_replicas = desired;
+        prev.instances = instances;
+        prev.backoff = None;
+        prev
+    }
+
+    async fn write_status(
+        &self,
+        obj: &StoredObject,
+        status: BotClusterStatus,
+    ) -> Result<(), ReconcileError> {
+        let v = serde_json::to_value(&status).map_err(|e| ReconcileError::Spec(e.to_string()))?;
+        match self
+            .store
+            .update_status(BOTCLUSTER_KIND, &obj.meta.name, v, None)
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records a failed pass in status: backoff and a Degraded condition.
+    pub async fn report_failure(
+        &self,
+        name: &str,
+        failures: u32,
+        retry_after: Duration,
+        error: &str,
+    ) {
+        let Ok(Some(obj)) = self.store.get(BOTCLUSTER_KIND, name).await else {
+            return;
+        };
+        let mut status: BotClusterStatus =
+            serde_json::from_value(obj.status.clone()).unwrap_or_default();
+        status.backoff = Some(botcluster_api::status::BackoffStatus {
+            failures,
+            retry_after_seconds: retry_after.as_secs_f64(),
+            last_error: error.to_string(),
+        });
+        let cond = Condition {
+            type_: "Degraded".into(),
+            status: ConditionStatus::True,
+            reason: "ReconcileError".into(),
+            message: format!(
+                "{error} (attempt {failures}, retrying in {:.0?})",
+                retry_after
+            ),
+            last_transition_time: String::new(),
+            observed_generation: obj.meta.generation.unwrap_or(0),
+        };
+        let was_failing = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.reason == "ReconcileError");
+        set_condition(&mut status.conditions, cond, &now_rfc3339());
+        if !was_failing {
+            self.record(name, event("Warning", "ReconcileError", error))
+                .await;
+        }
+        let _ = self.write_status(&obj, status).await;
+    }
+
+    /// What reconciling `desired` would do now (for dry runs and `botctl diff`).
+    pub async fn preview_actions(&self, desired: &BotCluster) -> Result<Vec<String>, String> {
+        let name = desired.name();
+        let stored = self
+            .store
+            .get(BOTCLUSTER_KIND, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let uid = stored
+            .and_then(|o| o.meta.uid)
+            .unwrap_or_else(|| "(new)".into());
+        let observed = self
+            .observe(name, &desired.spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        let d = Desired {
+            name,
+            uid: &uid,
+            spec: &desired.spec,
+            replicas: desired.spec.replicas,
+            deleting: false,
+        };
+        let p = plan(&d, &observed, &self.caps(), &self.pool_for(name));
+        let mut out: Vec<String> = p.actions.iter().map(Action::describe).collect();
+        out.extend(
+            p.conflicts
+                .iter()
+                .map(|c| format!("skip {}: it exists and is {}", c.name, c.owner)),
+        );
+        out.extend(p.blocked.iter().cloned());
+        if p.pending_replacements > 0 {
+            out.push(format!(
+                "{} more instance(s) to replace after these are ready",
+                p.pending_replacements
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Dry runs through the HTTP API ask the reconciler.
+pub struct Preview(pub Arc<Reconciler>);
+
+#[async_trait]
+impl botcluster_server::PlanPreview for Preview {
+    async fn preview(&self, desired: &BotCluster) -> Result<Vec<String>, String> {
+        self.0.preview_actions(desired).await
+    }
+}

@@ -1,0 +1,317 @@
+//! Property tests of the planner: generated specs × generated observed states.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use botcluster_api::spec::BotClusterSpec;
+use botcluster_controller::model::*;
+use botcluster_controller::plan::*;
+use proptest::prelude::*;
+
+const UID: &str = "uid-1";
+const NAME: &str = "web";
+
+fn spec(image: &str, cpu: Option<u32>, max_unavailable: u32, files: bool) -> BotClusterSpec {
+    let mut v = serde_json::json!({"image": image, "updateStrategy": {"maxUnavailable": max_unavailable, "maxSurge": 1}});
+    if let Some(c) = cpu {
+        v["resources"] = serde_json::json!({"cpu": c, "memory": "256MiB"});
+    }
+    if files {
+        v["files"] = serde_json::json!([{"path": "/etc/botserver/a.conf", "content": "x"}]);
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn pool() -> PortPool {
+    PortPool {
+        start: 20000,
+        end: 20999,
+        taken: BTreeSet::new(),
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Gen {
+    Mine {
+        ord: u32,
+        running: bool,
+        ready: bool,
+        old_image: bool,
+        drift_cpu: bool,
+        drop_proxy: bool,
+        stale_files: bool,
+    },
+    Stranger {
+        ord: u32,
+    },
+    OtherCluster {
+        name: String,
+    },
+}
+
+fn gen_instance() -> impl Strategy<Value = Gen> {
+    prop_oneof![
+        6 => (0u32..12, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(ord, running, ready, old_image, drift_cpu, drop_proxy, stale_files)| Gen::Mine { ord, running, ready, old_image, drift_cpu, drop_proxy, stale_files }
+        ),
+        1 => (0u32..12).prop_map(|ord| Gen::Stranger { ord }),
+        1 => "[a-z]{1,4}-[0-9]".prop_map(|name| Gen::OtherCluster { name }),
+    ]
+}
+
+/// Builds observed instances as an earlier plan would have left them, then damages them.
+fn build(gens: &[Gen], s: &BotClusterSpec) -> Vec<ObservedInstance> {
+    let caps = Capabilities::default();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for g in gens {
+        match g {
+            Gen::Mine {
+                ord,
+                running,
+                ready,
+                old_image,
+                drift_cpu,
+                drop_proxy,
+                stale_files,
+            } => {
+                let name = instance_name(NAME, *ord);
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let old = spec(
+                    if *old_image { "old-image" } else { &s.image },
+                    s.resources.cpu.as_ref().map(|c| c.count().unwrap()),
+                    1,
+                    !s.files.is_empty(),
+                );
+                let d = Desired {
+                    name: NAME,
+                    uid: UID,
+                    spec: if *old_image { &old } else { s },
+                    replicas: ord + 1,
+                    deleting: false,
+                };
+                let mut p = plan(
+                    &d,
+                    &[],
+                    &caps,
+                    &PortPool {
+                        start: 20000 + *ord as u16 * 2,
+                        end: 20999,
+                        taken: BTreeSet::new(),
+                    },
+                );
+                let Some(Action::Create(mut n)) = p.actions.pop() else {
+                    panic!("expected a create")
+                };
+                if *drift_cpu {
+                    n.config.insert("limits.cpu".into(), "7".into());
+                }
+                if *drop_proxy {
+                    n.devices.remove(PROXY_DEVICE);
+                }
+                if *stale_files {
+                    n.config.insert(KEY_FILES.into(), "stale".into());
+                }
+                out.push(ObservedInstance {
+                    name: n.name,
+                    running: *running,
+                    status: if *running {
+                        "Running".into()
+                    } else {
+                        "Stopped".into()
+                    },
+                    config: n.config,
+                    devices: n.devices,
+                    ready: *running && *ready,
+                });
+            }
+            Gen::Stranger { ord } => {
+                let name = instance_name(NAME, *ord);
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                out.push(ObservedInstance {
+                    name,
+                    running: true,
+                    status: "Running".into(),
+                    config: BTreeMap::new(),
+                    devices: BTreeMap::new(),
+                    ready: true,
+                });
+            }
+            Gen::OtherCluster { name } => {
+                if !seen.insert(name.clone()) || cluster_of(name) == Some(NAME) {
+                    continue;
+                }
+                let mut config = BTreeMap::new();
+                config.insert(KEY_UID.into(), "someone-else".into());
+                config.insert(KEY_CLUSTER.into(), cluster_of(name).unwrap_or("x").into());
+                out.push(ObservedInstance {
+                    name: name.clone(),
+                    running: true,
+                    status: "Running".into(),
+                    config,
+                    devices: BTreeMap::new(),
+                    ready: true,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn is_mine(o: &ObservedInstance) -> bool {
+    o.config.get(KEY_UID).map(String::as_str) == Some(UID)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Applying plans converges: within replicas+2 rounds the plan is empty, and the result
+    /// has exactly the wanted instances (minus names held by others), all up to date.
+    #[test]
+    fn plans_converge_and_then_stay_empty(
+        gens in proptest::collection::vec(gen_instance(), 0..14),
+        replicas in 0u32..10,
+        cpu in proptest::option::of(1u32..4),
+        max_unavailable in 1u32..3,
+        files in any::<bool>(),
+    ) {
+        let s = spec("img-2", cpu, max_unavailable, files);
+        let d = Desired { name: NAME, uid: UID, spec: &s, replicas, deleting: false };
+        let caps = Capabilities::default();
+        let mut obs = build(&gens, &s);
+        let mut rounds = 0;
+        loop {
+            let p = plan(&d, &obs, &caps, &pool());
+            if p.is_empty() && p.pending_replacements == 0 { break; }
+            obs = simulate(&obs, &p.actions);
+            // Time passes between passes: running instances pass their probes. (An instance
+            // that never gets ready stalls a rollout, on purpose.)
+            for o in &mut obs {
+                o.ready = o.running;
+            }
+            rounds += 1;
+            prop_assert!(rounds <= replicas + 2, "did not converge: {:?}", p.actions);
+        }
+        let strangers: BTreeSet<String> = obs.iter().filter(|o| !is_mine(o) && ordinal_of(NAME, &o.name).is_some()).map(|o| o.name.clone()).collect();
+        let mine: Vec<&ObservedInstance> = obs.iter().filter(|o| is_mine(o)).collect();
+        let wanted: BTreeSet<String> = (0..replicas).map(|o| instance_name(NAME, o)).filter(|n| !strangers.contains(n)).collect();
+        let have: BTreeSet<String> = mine.iter().map(|o| o.name.clone()).collect();
+        prop_assert_eq!(have, wanted);
+        let ports: BTreeSet<u16> = mine.iter().filter_map(|o| o.host_port()).collect();
+        prop_assert_eq!(ports.len(), mine.len(), "host ports must be unique");
+        for o in mine {
+            prop_assert!(o.running);
+            prop_assert_eq!(o.config.get(KEY_TEMPLATE), Some(&template_hash(&s)));
+        }
+        // And once converged, planning again is still empty (zero writes).
+        prop_assert!(plan(&d, &obs, &caps, &pool()).is_empty());
+    }
+
+    /// Instances without our ownership keys are never touched.
+    #[test]
+    fn unmanaged_instances_are_never_in_a_plan(
+        gens in proptest::collection::vec(gen_instance(), 0..14),
+        replicas in 0u32..10,
+        deleting in any::<bool>(),
+    ) {
+        let s = spec("img-2", Some(2), 1, true);
+        let d = Desired { name: NAME, uid: UID, spec: &s, replicas, deleting };
+        let obs = build(&gens, &s);
+        let foreign: BTreeSet<&str> = obs.iter().filter(|o| !is_mine(o)).map(|o| o.name.as_str()).collect();
+        let p = plan(&d, &obs, &Capabilities::default(), &pool());
+        for a in &p.actions {
+            prop_assert!(!foreign.contains(a.instance()), "touched {}: {:?}", a.instance(), a);
+        }
+        if deleting {
+            let only_deletes = p.actions.iter().all(|a| matches!(a, Action::Delete { .. }));
+            prop_assert!(only_deletes, "teardown planned more than deletes");
+            prop_assert!(simulate(&obs, &p.actions).iter().all(|o| !is_mine(o)));
+        }
+    }
+
+    /// A plan makes at most maxUnavailable ready instances (that are to stay) unavailable.
+    #[test]
+    fn a_plan_never_drops_below_the_allowed_availability(
+        gens in proptest::collection::vec(gen_instance(), 0..14),
+        replicas in 0u32..10,
+        max_unavailable in 0u32..3,
+    ) {
+        let s = spec("img-2", Some(2), max_unavailable, false);
+        let d = Desired { name: NAME, uid: UID, spec: &s, replicas, deleting: false };
+        let obs = build(&gens, &s);
+        let p = plan(&d, &obs, &Capabilities::default(), &pool());
+        let ready_kept: BTreeSet<&str> = obs.iter()
+            .filter(|o| is_mine(o) && o.running && o.ready && o.ordinal().is_some_and(|ord| ord < replicas))
+            .map(|o| o.name.as_str()).collect();
+        let disrupted = p.actions.iter().filter(|a| matches!(a, Action::Replace(_) | Action::Delete { .. }) && ready_kept.contains(a.instance())).count() as u32;
+        prop_assert!(disrupted <= max_unavailable, "{disrupted} > {max_unavailable}: {:?}", p.actions);
+        let after = simulate(&obs, &p.actions).into_iter().filter(is_mine).count() as u32;
+        prop_assert!(after <= replicas);
+    }
+}
+
+#[test]
+fn a_converged_cluster_plans_nothing() {
+    let s = spec("img", Some(1), 1, true);
+    let d = Desired {
+        name: NAME,
+        uid: UID,
+        spec: &s,
+        replicas: 3,
+        deleting: false,
+    };
+    let p = plan(&d, &[], &Capabilities::default(), &pool());
+    assert_eq!(p.actions.len(), 3);
+    assert_eq!(
+        p.actions[0].describe(),
+        "create web-0 from image img listening on port 20000"
+    );
+    let obs = simulate(&[], &p.actions);
+    assert!(plan(&d, &obs, &Capabilities::default(), &pool()).is_empty());
+}
+
+#[test]
+fn scale_down_removes_the_highest_ordinals_first() {
+    let s = spec("img", None, 1, false);
+    let d5 = Desired {
+        name: NAME,
+        uid: UID,
+        spec: &s,
+        replicas: 5,
+        deleting: false,
+    };
+    let obs = simulate(
+        &[],
+        &plan(&d5, &[], &Capabilities::default(), &pool()).actions,
+    );
+    let d2 = Desired { replicas: 2, ..d5 };
+    let p = plan(&d2, &obs, &Capabilities::default(), &pool());
+    let names: Vec<&str> = p.actions.iter().map(Action::instance).collect();
+    assert_eq!(names, vec!["web-4", "web-3", "web-2"]);
+}
+
+#[test]
+fn an_unsupported_limit_is_dropped_not_fought_over() {
+    let mut s = spec("img", Some(1), 1, false);
+    s.resources.disk_priority = Some(5);
+    let d = Desired {
+        name: NAME,
+        uid: UID,
+        spec: &s,
+        replicas: 1,
+        deleting: false,
+    };
+    let caps = Capabilities {
+        disk_priority: false,
+    };
+    let p = plan(&d, &[], &caps, &pool());
+    let Action::Create(n) = &p.actions[0] else {
+        panic!()
+    };
+    assert!(!n.config.contains_key("limits.disk.priority"));
+    let obs = simulate(&[], &p.actions);
+    assert!(plan(&d, &obs, &caps, &pool()).is_empty());
+}
