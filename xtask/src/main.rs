@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod caddy;
 mod ci;
 mod lxd;
 mod schema;
@@ -20,6 +21,8 @@ Chores:
   lxd-down        stop the LXD daemon that lxd-up started
   image           build and import the botserver-sim test image into LXD
                   (alias $BOTCLUSTER_TEST_IMAGE, default botcluster-botserver)
+  caddy-up        install and run Caddy detached, admin API only ($BOTCLUSTER_CADDY_ADMIN)
+  caddy-down      stop the Caddy that caddy-up started
   help            this text
 ";
 
@@ -32,6 +35,8 @@ fn main() -> Result<()> {
         Some("lxd-up") => lxd::up(&rest),
         Some("lxd-down") => lxd::down(&rest),
         Some("image") => lxd::image(&rest),
+        Some("caddy-up") => caddy::up(&rest),
+        Some("caddy-down") => caddy::down(&rest),
         None | Some("help") | Some("--help") | Some("-h") => {
             print!("{HELP}");
             Ok(())

@@ -37,6 +37,8 @@
 //!   [`Error::PreconditionFailed`].
 //! - Every accepted change reloads the whole config; writing an unchanged value does not.
 
+#![warn(missing_docs)]
+
 mod client;
 mod endpoint;
 mod error;
@@ -48,3 +50,8 @@ pub use endpoint::Endpoint;
 pub use error::{Error, Result};
 pub use etag::{compute_etag, Etag};
 pub use subtree::{semantically_equal, server_path, Applied};
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
