@@ -296,6 +296,11 @@ impl Client {
     /// writes through `/id/` and through `/config/` alike. Returns `None` for an unknown id
     /// (404) or a missing path inside the object.
     ///
+    /// # Caveats
+    /// Caddy 2.6.2 accepts the same `@id` on two objects and then resolves `/id/<id>` to either
+    /// one, differently between reloads. Keep ids unique (prefix them with the server name);
+    /// [`Etag::path`] of the answer tells which object was read.
+    ///
     /// # Errors
     /// [`Error::Api`] in the unlikely case that Caddy sent no ETag (a Caddy older than 2.5.2);
     /// otherwise as [`Client::get_config`].
