@@ -82,6 +82,13 @@ impl fmt::Debug for Client {
     }
 }
 
+/// A request that got no usable answer.
+struct Failed {
+    error: Error,
+    /// The connection was reset before any answer arrived, so Caddy never read the request.
+    unanswered_reset: bool,
+}
+
 /// One answer from Caddy, status not yet judged.
 struct Answer {
     status: u16,
@@ -171,7 +178,8 @@ impl Client {
     }
 
     /// How many mutating requests (load, PUT, PATCH, POST, DELETE) this client and its clones
-    /// have sent, whether or not Caddy accepted them.
+    /// have sent, whether or not Caddy accepted them. A request resent because Caddy reset the
+    /// connection before reading it counts once (the observer sees every attempt).
     ///
     /// Reads never count, so "an unchanged reconcile makes zero config pushes" is
     /// `write_count()` not moving across it.
@@ -425,7 +433,15 @@ impl Client {
         }
     }
 
-    /// Sends one request and reads the whole answer, trailers included.
+    /// Sends one request and reads the whole answer, trailers included, retrying a
+    /// connection that Caddy reset before answering.
+    ///
+    /// Why the retry is safe, for writes too: Caddy (2.6.2 at least) starts a new admin server
+    /// on every config change and shuts the old one down in the background. Both listen on the
+    /// same address with `SO_REUSEPORT`, so for a few milliseconds a new connection can land
+    /// in the old listener's accept queue and be reset when it closes, before any byte of the
+    /// request was read. A reset under a request that *was* being served does not happen:
+    /// the old server's graceful shutdown lets accepted connections finish.
     async fn send(
         &self,
         method: Method,
@@ -436,13 +452,23 @@ impl Client {
         if method != Method::GET {
             self.writes.fetch_add(1, Ordering::Relaxed);
         }
-        let started = Instant::now();
-        let result = self.exchange(&method, path, body, if_match).await;
-        if let Some(observer) = &self.observer {
-            let status = result.as_ref().map_or(0, |a| a.status);
-            observer.observe(method.as_str(), status, started.elapsed());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let result = self.exchange(&method, path, body, if_match).await;
+            if let Some(observer) = &self.observer {
+                let status = result.as_ref().map_or(0, |a| a.status);
+                observer.observe(method.as_str(), status, started.elapsed());
+            }
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(failed) if failed.unanswered_reset && attempt < RESET_ATTEMPTS => {
+                    tokio::time::sleep(RESET_BACKOFF * attempt).await;
+                }
+                Err(failed) => return Err(failed.error),
+            }
         }
-        result
     }
 
     async fn exchange(
@@ -451,7 +477,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
         if_match: Option<&Etag>,
-    ) -> Result<Answer> {
+    ) -> Result<Answer, Failed> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -464,17 +490,21 @@ impl Client {
         if let Some(etag) = if_match {
             request = request.header(IF_MATCH, etag.header_value());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| self.transport_error(method, path, e))?;
+        let response = request.send().await.map_err(|e| Failed {
+            unanswered_reset: was_reset(&e),
+            error: self.transport_error(method, path, e),
+        })?;
         let status = response.status().as_u16();
         let header_etag = etag_from(response.headers());
         let collected = http::Response::from(response)
             .into_body()
             .collect()
             .await
-            .map_err(|e| self.transport_error(method, path, e))?;
+            // Caddy has answered, so it has read the request: never resent.
+            .map_err(|e| Failed {
+                unanswered_reset: false,
+                error: self.transport_error(method, path, e),
+            })?;
         let trailer_etag = collected.trailers().and_then(etag_from);
         Ok(Answer {
             status,
@@ -507,6 +537,36 @@ impl Client {
             }
         }
     }
+}
+
+/// How many times a request is sent when Caddy resets the connection (see `Client::send`).
+const RESET_ATTEMPTS: u32 = 4;
+/// The pause before a retry, times the attempt number.
+const RESET_BACKOFF: Duration = Duration::from_millis(5);
+
+/// Whether the connection was reset or closed before an answer arrived.
+fn was_reset(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        // hyper's IncompleteMessage carries no io::Error, only this text.
+        if e.to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn is_success(status: u16) -> bool {
