@@ -18,6 +18,49 @@ pub struct ServeArgs {
     /// Address to listen on. Keep it on loopback unless a proxy with TLS is in front.
     #[arg(long, env = "BOTCLUSTER_LISTEN", default_value = "127.0.0.1:7780")]
     pub listen: SocketAddr,
+    /// The LXD to manage: a unix socket path (`unix:///var/lib/lxd/unix.socket` or a plain
+    /// path). Default: `$LXD_DIR/unix.socket`, else /var/lib/lxd/unix.socket.
+    #[arg(long, env = "BOTCLUSTER_LXD")]
+    pub lxd: Option<String>,
+    /// Host ports handed to containers whose spec has no `hostPorts` (FIRST-LAST).
+    #[arg(long, default_value = "20000-20999", value_parser = parse_range)]
+    pub port_range: (u16, u16),
+    /// Clusters reconciled in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Bound on concurrent LXD creates (LXD 5.0.2 on `dir` fails under heavy concurrency).
+    #[arg(long, default_value_t = 8)]
+    pub max_concurrent_creates: usize,
+    /// Reconcile every cluster at least this often, even without events.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub resync: std::time::Duration,
+    /// Serve the API only; do not reconcile.
+    #[arg(long)]
+    pub no_controller: bool,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("\"{s}\" is not FIRST-LAST, e.g. 20000-20999"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{a}\" is not a port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{b}\" is not a port"))?;
+    if a == 0 || a > b {
+        return Err(format!(
+            "{a}-{b}: the first port must be at least 1 and not above the last"
+        ));
+    }
+    Ok((a, b))
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    botcluster_api::quantity::parse_duration(s)
 }
 
 pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
@@ -37,11 +80,51 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
     let token = load_or_create_token(&dir)
         .with_context(|| format!("reading or creating the token file in {}", dir.display()))?;
     let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut preview: Option<Arc<dyn botcluster_server::PlanPreview>> = None;
+    let mut controller_task = None;
+    if !args.no_controller {
+        let socket = match &args.lxd {
+            Some(s) => PathBuf::from(s.strip_prefix("unix://").unwrap_or(s)),
+            None => lxd_client::Client::default_socket_path(),
+        };
+        let client = lxd_client::Client::unix(&socket)
+            .with_context(|| format!("setting up the LXD client for {}", socket.display()))?
+            .with_operation_timeout(Some(std::time::Duration::from_secs(120)));
+        if !socket.exists() {
+            tracing::warn!(
+                socket = %socket.display(),
+                "no LXD socket yet; the controller retries with backoff (start LXD with `cargo xtask lxd-up`, or pass --lxd)"
+            );
+        }
+        let config = botcluster_controller::ControllerConfig {
+            workers: args.workers,
+            reconciler: botcluster_controller::reconcile::ReconcilerConfig {
+                port_range: args.port_range,
+                max_concurrent_creates: args.max_concurrent_creates,
+                resync: args.resync,
+                ..Default::default()
+            },
+        };
+        let cm = botcluster_controller::metrics::ControllerMetrics::new(&metrics.registry);
+        let client = client.with_observer(Arc::new(botcluster_controller::metrics::LxdObserver(
+            cm.clone(),
+        )));
+        let backend = Arc::new(botcluster_controller::backend::LxdBackend::new(
+            client.clone(),
+        ));
+        let controller = botcluster_controller::Controller::new(store.clone(), backend, cm, config);
+        preview = Some(Arc::new(botcluster_controller::reconcile::Preview(
+            controller.reconciler(),
+        )));
+        controller_task = Some(tokio::spawn(controller.run(Some(client), stop_rx)));
+        tracing::info!(lxd = %socket.display(), "controller started");
+    }
     let state = AppState {
         store,
         token: Arc::new(token),
         metrics,
-        preview: None,
+        preview,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -61,6 +144,10 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    if let Some(t) = controller_task {
+        let _ = t.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -158,14 +158,14 @@ fn jitter(d: Duration, fraction: f64) -> Duration {
 }
 
 impl Controller {
-    /// A controller over `store` and `backend`, with metrics in `registry`.
+    /// A controller over `store` and `backend`, reporting into `metrics` (create them once
+    /// per registry with [`ControllerMetrics::new`]; the LXD request observer shares them).
     pub fn new(
         store: Arc<dyn Store>,
         backend: Arc<dyn ContainerBackend>,
-        registry: &prometheus::Registry,
+        metrics: ControllerMetrics,
         config: ControllerConfig,
     ) -> Arc<Self> {
-        let metrics = ControllerMetrics::new(registry);
         metrics.max_concurrent.set(config.workers as i64);
         let reconciler = Arc::new(Reconciler::new(
             store,
