@@ -462,7 +462,7 @@ pub fn plan(
         .update_strategy
         .max_unavailable
         .saturating_sub(unavailable);
-    replace_candidates.sort_by(|a, b| b.0.cmp(&a.0));
+    replace_candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     for (_, n, available) in replace_candidates {
         if !available {
             out.actions.push(Action::Replace(n));
