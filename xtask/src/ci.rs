@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
 //!
 //! Steps: `cargo fmt --check`; `cargo clippy -D warnings`; the real daemons the end-to-end
-//! tests use (`lxd-up`); `cargo test --workspace`. Under `CI=true` the end-to-end tests fail
+//! tests use (`lxd-up`, `caddy-up`); `cargo test --workspace`. Under `CI=true` the end-to-end tests fail
 //! instead of skipping when a daemon is missing.
 
 use std::process::Command;
@@ -40,7 +40,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     if !skip_daemons {
         println!("==> cargo xtask lxd-up");
         crate::lxd::up(&[])?;
+        println!("==> cargo xtask caddy-up");
+        crate::caddy::up(&[])?;
     }
-    cargo(&["test", "--workspace"])?;
+    cargo(&["test", "--workspace", "--no-fail-fast"])?;
     Ok(())
 }

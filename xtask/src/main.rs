@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 
 mod caddy;
 mod ci;
+mod demo;
 mod lxd;
 mod schema;
 
@@ -13,6 +14,8 @@ const HELP: &str = "\
 cargo xtask <chore>
 
 Chores:
+  demo            LXD up, the operator started, examples/minimal.yaml applied and Ready;
+                  prints status and URLs; Ctrl-C tears it all down
   ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, all tests
                   (--no-daemons: skip starting LXD)
   schema          write manifests/botcluster.schema.json from the API types
@@ -30,6 +33,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     match args.first().map(String::as_str) {
+        Some("demo") => demo::run(&rest),
         Some("ci") => ci::run(&rest),
         Some("schema") => schema::run(&rest),
         Some("lxd-up") => lxd::up(&rest),

@@ -34,7 +34,7 @@ fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_botctl"))
-        .args(["serve", "--listen", &addr])
+        .args(["serve", "--listen", &addr, "--no-controller"])
         .env("BOTCLUSTER_DATA_DIR", dir.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
