@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
 mod caddy;
 mod ci;
 mod demo;
@@ -16,6 +17,8 @@ cargo xtask <chore>
 Chores:
   demo            LXD up, the operator started, examples/minimal.yaml applied and Ready;
                   prints status and URLs; Ctrl-C tears it all down
+  bench converge  time from asking for N containers to all serving: the LXD floor, the
+                  chapter's sequential lxc loop, and botctl apply (--runs N, --sizes 1,5,10)
   ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, all tests
                   (--no-daemons: skip starting LXD)
   schema          write manifests/botcluster.schema.json from the API types
@@ -34,6 +37,7 @@ fn main() -> Result<()> {
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo::run(&rest),
+        Some("bench") => bench::run(&rest),
         Some("ci") => ci::run(&rest),
         Some("schema") => schema::run(&rest),
         Some("lxd-up") => lxd::up(&rest),
