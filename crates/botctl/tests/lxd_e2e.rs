@@ -202,7 +202,7 @@ impl Operator {
             "--for",
             "condition=Ready",
             "--timeout",
-            "90s",
+            "240s",
         ]);
         assert!(
             o.status.success(),
@@ -374,7 +374,7 @@ async fn a_cluster_converges_scales_heals_and_goes_away_on_real_lxd() {
     op.wait_ready();
     assert_eq!(op.containers().await.len(), 5);
     op.apply("  replicas: 2\n  resources:\n    cpu: 1\n    memory: 128MiB\n");
-    op.wait_for("2 containers", Duration::from_secs(60), || async {
+    op.wait_for("2 containers", Duration::from_secs(180), || async {
         op.containers().await.len() == 2
     })
     .await;
@@ -404,7 +404,7 @@ async fn a_cluster_converges_scales_heals_and_goes_away_on_real_lxd() {
     force_delete(&op.lxd, &victim).await;
     op.wait_for(
         "the deleted container to come back running",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || async {
             op.containers()
                 .await
@@ -465,7 +465,7 @@ async fn a_hand_made_container_with_a_colliding_name_is_left_alone_and_reported(
     op.apply("  replicas: 2\n");
     op.wait_for(
         "a NameConflict condition",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
         || async {
             let o = op.get();
             o.pointer("/status/conditions")

@@ -218,6 +218,13 @@ impl Reconciler {
         spec: &BotClusterSpec,
     ) -> Result<Vec<ObservedInstance>, ReconcileError> {
         let mut observed = self.backend.list(name).await?;
+        if !spec.health.enabled {
+            // No health checks asked for: running counts as ready.
+            for o in &mut observed {
+                o.ready = o.running;
+            }
+            return Ok(observed);
+        }
         let probes = observed.iter().map(|o| {
             let port = o.host_port();
             let running = o.running;

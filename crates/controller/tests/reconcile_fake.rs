@@ -1,0 +1,283 @@
+//! The reconcile pass against the in-memory backend: the same code path as on LXD, minus LXD.
+//! (The claims that matter are proven on the real daemon in crates/botctl/tests/lxd_e2e.rs.)
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use botcluster_api::{ObjectMeta, BOTCLUSTER_KIND, FINALIZER};
+use botcluster_controller::backend::{ContainerBackend, FakeBackend};
+use botcluster_controller::metrics::ControllerMetrics;
+use botcluster_controller::model::*;
+use botcluster_controller::plan::ObservedInstance;
+use botcluster_controller::reconcile::{Reconciler, ReconcilerConfig};
+use botcluster_store::{Deleted, SpecWrite, SqliteStore, Store};
+use serde_json::{json, Value};
+
+struct World {
+    store: Arc<SqliteStore>,
+    fake: FakeBackend,
+    rec: Reconciler,
+}
+
+fn world() -> World {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let fake = FakeBackend::new();
+    let rec = Reconciler::new(
+        store.clone(),
+        Arc::new(fake.clone()),
+        ControllerMetrics::new(&prometheus::Registry::new()),
+        ReconcilerConfig {
+            check_host_ports: false,
+            port_range: (21000, 21099),
+            ..Default::default()
+        },
+    );
+    World { store, fake, rec }
+}
+
+async fn apply(w: &World, name: &str, spec: Value) {
+    let mut full: Value = json!({"image": "img"});
+    for (k, v) in spec.as_object().unwrap() {
+        full[k] = v.clone();
+    }
+    let spec: botcluster_api::BotClusterSpec = serde_json::from_value(full).unwrap();
+    w.store
+        .apply(SpecWrite {
+            kind: BOTCLUSTER_KIND.into(),
+            meta: ObjectMeta::named(name),
+            spec: serde_json::to_value(spec).unwrap(),
+            expected_resource_version: None,
+            manager: None,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+}
+
+fn names(w: &World) -> Vec<String> {
+    w.fake.all().into_iter().map(|o| o.name).collect()
+}
+
+async fn status(w: &World, name: &str) -> Value {
+    w.store
+        .get(BOTCLUSTER_KIND, name)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+#[tokio::test]
+async fn converges_then_a_second_pass_writes_nothing() {
+    let w = world();
+    apply(
+        &w,
+        "web",
+        json!({"replicas": 3, "resources": {"cpu": 2, "memory": "256MiB"}}),
+    )
+    .await;
+    w.rec.reconcile("web").await.unwrap();
+    assert_eq!(names(&w), vec!["web-0", "web-1", "web-2"]);
+    assert!(w
+        .fake
+        .all()
+        .iter()
+        .all(|o| o.running && o.config["limits.cpu"] == "2"));
+    let obj = w.store.get(BOTCLUSTER_KIND, "web").await.unwrap().unwrap();
+    assert_eq!(obj.meta.finalizers, vec![FINALIZER.to_string()]);
+    let writes = w.fake.write_count();
+    w.rec.reconcile("web").await.unwrap();
+    let rv = w
+        .store
+        .get(BOTCLUSTER_KIND, "web")
+        .await
+        .unwrap()
+        .unwrap()
+        .resource_version();
+    w.rec.reconcile("web").await.unwrap();
+    assert_eq!(
+        w.fake.write_count(),
+        writes,
+        "an unchanged cluster was written to"
+    );
+    // Nothing is probed ready on the fake (nothing listens), so status says so, stably.
+    let st = status(&w, "web").await;
+    assert_eq!(st["replicas"], json!(3));
+    assert_eq!(st["readyReplicas"], json!(0));
+    let after = w.store.get(BOTCLUSTER_KIND, "web").await.unwrap().unwrap();
+    assert_eq!(
+        after.resource_version(),
+        rv,
+        "status unchanged: no store write"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_corrected_and_strangers_are_left_alone() {
+    let w = world();
+    w.fake.insert(ObservedInstance {
+        name: "web-1".into(),
+        running: true,
+        status: "Running".into(),
+        config: BTreeMap::new(),
+        devices: BTreeMap::new(),
+        ready: false,
+    });
+    apply(&w, "web", json!({"replicas": 3})).await;
+    w.rec.reconcile("web").await.unwrap();
+    assert_eq!(names(&w), vec!["web-0", "web-1", "web-2"]);
+    assert!(
+        w.fake
+            .all()
+            .iter()
+            .find(|o| o.name == "web-1")
+            .unwrap()
+            .config
+            .is_empty(),
+        "the stranger was touched"
+    );
+    let st = status(&w, "web").await;
+    let degraded = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()
+        .clone();
+    assert_eq!(degraded["status"], "True");
+    assert!(
+        degraded["reason"]
+            .as_str()
+            .unwrap()
+            .contains("NameConflict"),
+        "{degraded}"
+    );
+
+    // Hand edits: a limit changed, the proxy device removed, an instance stopped, one deleted.
+    w.fake.edit("web-0", |o| {
+        o.config.insert("limits.memory".into(), "1GiB".into());
+        o.devices.remove(PROXY_DEVICE);
+        o.running = false;
+    });
+    w.fake.remove("web-2");
+    w.rec.reconcile("web").await.unwrap();
+    let web0 = w
+        .fake
+        .all()
+        .into_iter()
+        .find(|o| o.name == "web-0")
+        .unwrap();
+    assert!(
+        web0.running
+            && web0.devices.contains_key(PROXY_DEVICE)
+            && !web0.config.contains_key("limits.memory")
+    );
+    assert!(names(&w).contains(&"web-2".to_string()));
+}
+
+#[tokio::test]
+async fn a_refused_limit_becomes_a_condition_not_a_hot_loop() {
+    let w = world();
+    w.fake
+        .refuse_keys
+        .lock()
+        .unwrap()
+        .push("limits.disk.priority".into());
+    apply(
+        &w,
+        "disk",
+        json!({"replicas": 1, "resources": {"diskPriority": 5}}),
+    )
+    .await;
+    w.rec.reconcile("disk").await.unwrap();
+    w.rec.reconcile("disk").await.unwrap();
+    assert_eq!(names(&w), vec!["disk-0"]);
+    assert!(!w.fake.all()[0].config.contains_key("limits.disk.priority"));
+    let st = status(&w, "disk").await;
+    let degraded = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()
+        .clone();
+    assert!(
+        degraded["reason"]
+            .as_str()
+            .unwrap()
+            .contains("LimitUnsupported"),
+        "{degraded}"
+    );
+    let writes = w.fake.write_count();
+    w.rec.reconcile("disk").await.unwrap();
+    assert_eq!(
+        w.fake.write_count(),
+        writes,
+        "the refused key is not retried on every pass"
+    );
+    let events = w.store.events(BOTCLUSTER_KIND, "disk", 50).await.unwrap();
+    assert!(events.iter().any(|e| e.reason == "LimitUnsupported"));
+}
+
+#[tokio::test]
+async fn deleting_tears_down_then_removes_the_object() {
+    let w = world();
+    apply(&w, "gone", json!({"replicas": 2})).await;
+    w.rec.reconcile("gone").await.unwrap();
+    assert_eq!(names(&w).len(), 2);
+    let Deleted::Terminating(_) = w.store.delete(BOTCLUSTER_KIND, "gone").await.unwrap() else {
+        panic!("finalizer missing")
+    };
+    w.rec.reconcile("gone").await.unwrap();
+    assert!(names(&w).is_empty());
+    assert!(w
+        .store
+        .get(BOTCLUSTER_KIND, "gone")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn two_hundred_clusters_of_ten_converge_in_memory_and_then_stay_quiet() {
+    let w = world();
+    let w = World {
+        rec: Reconciler::new(
+            w.store.clone(),
+            Arc::new(w.fake.clone()),
+            ControllerMetrics::new(&prometheus::Registry::new()),
+            ReconcilerConfig {
+                check_host_ports: false,
+                port_range: (1024, 65000),
+                probe_timeout: Duration::from_millis(1),
+                ..Default::default()
+            },
+        ),
+        ..w
+    };
+    // Health checks off: running counts as ready, and nothing is probed over the network.
+    let n = 200;
+    for i in 0..n {
+        apply(
+            &w,
+            &format!("c{i}"),
+            json!({"replicas": 10, "health": {"enabled": false}}),
+        )
+        .await;
+    }
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        w.rec.reconcile(&format!("c{i}")).await.unwrap();
+    }
+    let took = started.elapsed();
+    assert_eq!(w.fake.all().len(), n * 10);
+    let writes = w.fake.write_count();
+    for i in 0..n {
+        w.rec.reconcile(&format!("c{i}")).await.unwrap();
+    }
+    assert_eq!(w.fake.write_count(), writes);
+    let st = status(&w, "c0").await;
+    assert_eq!(st["readyReplicas"], json!(10));
+    eprintln!("{n} clusters × 10 instances converged in {took:?}");
+}
