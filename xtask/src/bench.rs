@@ -111,11 +111,18 @@ async fn floor(lxd: &Client, prefix: &str, n: u16) -> Result<Duration> {
             lxd.change_state(&name, &InstanceStatePut::start()).await
         }
     });
-    for r in futures_util::future::join_all(jobs).await {
+    let ports: Vec<u16> = (0..n).map(|i| base + i).collect();
+    // Poll while the starts run: LXD's start operation returns up to a second after the proxy
+    // is already serving (it polls forkproxy's log once a second), and botcluster is measured
+    // the same way, from the request to the first healthy answer.
+    let (results, served) = tokio::join!(
+        futures_util::future::join_all(jobs),
+        wait_all(&ports, started, Duration::from_secs(120))
+    );
+    for r in results {
         r.context("creating a container")?;
     }
-    let ports: Vec<u16> = (0..n).map(|i| base + i).collect();
-    wait_all(&ports, started, Duration::from_secs(120)).await
+    served
 }
 
 fn lxc(args: &[&str]) -> Result<()> {
@@ -135,7 +142,17 @@ fn lxc(args: &[&str]) -> Result<()> {
 
 async fn seed(prefix: &str, n: u16) -> Result<Duration> {
     let base = free_block(n);
+    let ports: Vec<u16> = (0..n).map(|i| base + i).collect();
     let started = Instant::now();
+    let prefix = prefix.to_string();
+    // The loop runs on a thread (it shells out to lxc); health is polled meanwhile.
+    let script = tokio::task::spawn_blocking(move || seed_loop(&prefix, base, n));
+    let served = wait_all(&ports, started, Duration::from_secs(180)).await;
+    script.await.context("the seed loop panicked")??;
+    served
+}
+
+fn seed_loop(prefix: &str, base: u16, n: u16) -> Result<()> {
     for i in 0..n {
         let name = format!("{prefix}{i}");
         let port = base + i;
@@ -152,8 +169,7 @@ async fn seed(prefix: &str, n: u16) -> Result<Duration> {
             "connect=tcp:127.0.0.1:8080",
         ])?;
     }
-    let ports: Vec<u16> = (0..n).map(|i| base + i).collect();
-    wait_all(&ports, started, Duration::from_secs(120)).await
+    Ok(())
 }
 
 struct Operator {
