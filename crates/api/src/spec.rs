@@ -322,6 +322,14 @@ pub struct LoadBalancer {
     /// Rate limiting (`rate-limit-*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// On scale-down, how long to wait for a removed instance's requests in flight to finish
+    /// before stopping it (the seed's `botserver drain; sleep 30`).
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Duration,
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_routes() -> Vec<Route> {

@@ -558,6 +558,7 @@ fn validate_load_balancer(lb: &LoadBalancer, e: &mut Errors) {
     if let Some(h) = &lb.health_check {
         validate_proxy_health("spec.loadBalancer.healthCheck", h, e);
     }
+    e.duration("spec.loadBalancer.drainTimeout", &lb.drain_timeout);
     let mut encodings = BTreeSet::new();
     for (i, enc) in lb.encodings.iter().enumerate() {
         e.check(
