@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// Reconcile every cluster at least this often, even without events.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: std::time::Duration,
+    /// Caddy's admin API (`http://127.0.0.1:2019` or `unix:///path/admin.sock`). Clusters with
+    /// a `loadBalancer` get a server there. Without it, they report ProxyNotConfigured.
+    #[arg(long, env = "BOTCLUSTER_CADDY_ADMIN")]
+    pub caddy_admin: Option<String>,
     /// Serve the API only; do not reconcile.
     #[arg(long)]
     pub no_controller: bool,
@@ -113,7 +117,22 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         let backend = Arc::new(botcluster_controller::backend::LxdBackend::new(
             client.clone(),
         ));
-        let controller = botcluster_controller::Controller::new(store.clone(), backend, cm, config);
+        let proxy: Option<Arc<dyn botcluster_controller::proxy::ProxyBackend>> = match &args
+            .caddy_admin
+        {
+            Some(url) => {
+                let client = caddy_client::Client::from_url(url)
+                    .with_context(|| format!("--caddy-admin {url}: not an admin address; use http://127.0.0.1:2019 or unix:///path"))?;
+                let rate_limit = botcluster_controller::proxy::caddy_has_rate_limit();
+                tracing::info!(caddy = %url, rate_limit, "load balancer: Caddy");
+                Some(Arc::new(botcluster_controller::proxy::CaddyProxy::new(
+                    client, rate_limit,
+                )))
+            }
+            None => None,
+        };
+        let controller =
+            botcluster_controller::Controller::new(store.clone(), backend, proxy, cm, config);
         preview = Some(Arc::new(botcluster_controller::reconcile::Preview(
             controller.reconciler(),
         )));

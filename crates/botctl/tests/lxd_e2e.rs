@@ -108,6 +108,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Operator {
     _serial: tokio::sync::MutexGuard<'static, ()>,
+    caddy: Option<Caddy>,
     child: Option<Child>,
     addr: String,
     dir: tempfile::TempDir,
@@ -118,10 +119,21 @@ struct Operator {
 
 impl Operator {
     async fn start(test: &str) -> Option<Operator> {
+        Self::start_with(test, false).await
+    }
+
+    /// With its own Caddy (the operator gets `--caddy-admin`).
+    async fn start_with(test: &str, with_caddy: bool) -> Option<Operator> {
         let serial = SERIAL.lock().await;
         let lxd = lxd().await?;
+        let caddy = if with_caddy {
+            Some(Caddy::start()?)
+        } else {
+            None
+        };
         let mut op = Operator {
             _serial: serial,
+            caddy,
             child: None,
             addr: String::new(),
             dir: tempfile::tempdir().unwrap(),
@@ -140,16 +152,22 @@ impl Operator {
             .append(true)
             .open(self.dir.path().join("serve.log"))
             .unwrap();
+        let range = format!("{}-{}", self.ports.0, self.ports.1);
+        let mut args = vec![
+            "serve",
+            "--listen",
+            &self.addr,
+            "--port-range",
+            &range,
+            "--resync",
+            "1s",
+        ];
+        let admin = self.caddy.as_ref().map(|c| c.admin_url.clone());
+        if let Some(a) = &admin {
+            args.extend(["--caddy-admin", a.as_str()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args([
-                "serve",
-                "--listen",
-                &self.addr,
-                "--port-range",
-                &format!("{}-{}", self.ports.0, self.ports.1),
-                "--resync",
-                "1s",
-            ])
+            .args(&args)
             .env("BOTCLUSTER_DATA_DIR", self.dir.path())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -564,4 +582,393 @@ async fn kill_9_mid_convergence_then_restart_converges_with_nothing_duplicated()
         String::from_utf8_lossy(&o.stderr),
         op.log()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load balancer: a real Caddy per test.
+
+struct Caddy {
+    child: Child,
+    admin_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Caddy {
+    /// Starts `caddy run` with an admin endpoint on a free loopback port, or skips (None), or
+    /// fails under CI=true when caddy is not installed.
+    fn start() -> Option<Caddy> {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        if Command::new("caddy").arg("version").output().is_err() {
+            if ci {
+                panic!("CI=true and caddy is not installed: run `cargo xtask caddy-up`");
+            }
+            eprintln!("skipped: caddy not installed (run `cargo xtask caddy-up`)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let admin = format!("127.0.0.1:{}", free_port());
+        let boot = dir.path().join("bootstrap.json");
+        std::fs::write(
+            &boot,
+            serde_json::json!({"admin": {"listen": admin, "config": {"persist": false}}})
+                .to_string(),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
+        let child = Command::new("caddy")
+            .arg("run")
+            .arg("--config")
+            .arg(&boot)
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&admin).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "caddy did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Caddy {
+            child,
+            admin_url: format!("http://{admin}"),
+            _dir: dir,
+        })
+    }
+
+    fn client(&self) -> caddy_client::Client {
+        caddy_client::Client::from_url(&self.admin_url).unwrap()
+    }
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One GET through the load balancer: (instance that answered, Set-Cookie). A connection reset
+/// before any answer is retried once, as browsers and Caddy itself do for idempotent requests:
+/// Caddy briefly resets new connections while it swaps configs.
+async fn via_lb(
+    http: &reqwest::Client,
+    url: &str,
+    cookie: Option<&str>,
+) -> Result<(String, Option<String>), String> {
+    for attempt in 0..2 {
+        let mut req = http.get(format!("{url}/hello"));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let status = r.status();
+                let set_cookie = r
+                    .headers()
+                    .get("set-cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.split(';').next().unwrap_or("").to_string());
+                let body = r.text().await.map_err(|e| e.to_string())?;
+                if !status.is_success() {
+                    return Err(format!("{status}: {body}"));
+                }
+                return Ok((body.trim().to_string(), set_cookie));
+            }
+            Err(e) if attempt == 0 && (e.is_connect() || e.is_request()) => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("unreachable".into())
+}
+
+impl Operator {
+    async fn metric(&self, name: &str) -> f64 {
+        let token = std::fs::read_to_string(self.dir.path().join("token")).unwrap();
+        let text = reqwest::Client::new()
+            .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
+            .sum()
+    }
+
+    fn lb_url(&self) -> String {
+        self.get()
+            .pointer("/status/proxy/url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn apply_named(&self, name: &str, spec: &str) {
+        let file = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: {}\n{spec}", image())).unwrap();
+        let o = self.botctl(&["apply", "-f", file.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "apply failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+fn lb_spec(replicas: u32, listen: u16, policy: &str) -> String {
+    format!(
+        "  replicas: {replicas}\n  health:\n    interval: 1s\n    timeout: 1s\n    retries: 1\n  loadBalancer:\n    listen: 127.0.0.1:{listen}\n    healthCheck: {{uri: /api/health, interval: 1s, timeout: 1s}}\n    drainTimeout: 10s\n    routes:\n      - name: all\n        policy: {policy}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_balances_sticks_heals_and_leaves_other_sites_alone() {
+    let Some(op) = Operator::start_with("lb", true).await else {
+        return;
+    };
+    let caddy = op.caddy.as_ref().unwrap().client();
+    // A user's own site in the same Caddy.
+    let site_port = free_port();
+    let site = serde_json::json!({
+        "listen": [format!("127.0.0.1:{site_port}")],
+        "automatic_https": {"disable": true},
+        "routes": [{"handle": [{"handler": "static_response", "body": "mine"}]}]
+    });
+    caddy.ensure_server("mysite", &site).await.unwrap();
+
+    let lb_port = free_port();
+    op.apply(&lb_spec(3, lb_port, "round_robin"));
+    op.wait_ready();
+    let url = op.lb_url();
+    assert_eq!(url, format!("http://127.0.0.1:{lb_port}"));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    for _ in 0..12 {
+        seen.insert(via_lb(&http, &url, None).await.unwrap().0);
+    }
+    let want: BTreeSet<String> = (0..3).map(|n| format!("{}-{n}", op.cluster)).collect();
+    assert_eq!(seen, want, "round_robin must reach all 3");
+
+    // Unchanged: resyncs every second push nothing.
+    let pushes = op.metric("botcluster_proxy_config_pushes_total").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        op.metric("botcluster_proxy_config_pushes_total").await,
+        pushes,
+        "an unchanged cluster pushed config\n{}",
+        op.log()
+    );
+
+    // A second cluster with sticky cookies, in the same Caddy.
+    let other = format!("{}-b", op.cluster);
+    let other_port = free_port();
+    op.apply_named(&other, &lb_spec(2, other_port, "cookie"));
+    let o = op.botctl(&[
+        "wait",
+        &other,
+        "--for",
+        "condition=Ready",
+        "--timeout",
+        "240s",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let other_url = format!("http://127.0.0.1:{other_port}");
+    let (first, cookie) = via_lb(&http, &other_url, None).await.unwrap();
+    let cookie = cookie.expect("the cookie policy sets a cookie");
+    for _ in 0..10 {
+        assert_eq!(
+            via_lb(&http, &other_url, Some(&cookie)).await.unwrap().0,
+            first,
+            "cookie must keep the client on one container"
+        );
+    }
+    let other_server = caddy
+        .server(&format!("botcluster-{other}"))
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+
+    // One instance turns unhealthy: it leaves rotation, then comes back.
+    let victim = format!("{}-1", op.cluster);
+    let victim_url = instance_urls(&op.get())
+        .into_iter()
+        .find(|u| {
+            op.get()
+                .pointer("/status/instances")
+                .and_then(Value::as_array)
+                .is_some_and(|is| {
+                    is.iter()
+                        .any(|i| i["name"] == victim.as_str() && i["url"] == u.as_str())
+                })
+        })
+        .unwrap();
+    http.post(format!("{victim_url}/sim/unhealthy"))
+        .send()
+        .await
+        .unwrap();
+    op.wait_for(
+        "the unhealthy instance to leave rotation",
+        Duration::from_secs(60),
+        || async {
+            let mut hits = BTreeSet::new();
+            for _ in 0..9 {
+                if let Ok((who, _)) = via_lb(&http, &url, None).await {
+                    hits.insert(who);
+                }
+            }
+            !hits.contains(&victim) && hits.len() == 2
+        },
+    )
+    .await;
+    http.post(format!("{victim_url}/sim/healthy"))
+        .send()
+        .await
+        .unwrap();
+    op.wait_for(
+        "the healed instance to return",
+        Duration::from_secs(60),
+        || async {
+            let mut hits = BTreeSet::new();
+            for _ in 0..9 {
+                if let Ok((who, _)) = via_lb(&http, &url, None).await {
+                    hits.insert(who);
+                }
+            }
+            hits.contains(&victim)
+        },
+    )
+    .await;
+
+    // A hand edit of our server in Caddy is reverted.
+    let ours = format!("botcluster-{}", op.cluster);
+    let (before, _) = caddy.server(&ours).await.unwrap().unwrap();
+    caddy
+        .patch_config(
+            &format!("apps/http/servers/{ours}/routes"),
+            &serde_json::json!([]),
+            None,
+        )
+        .await
+        .unwrap();
+    op.wait_for(
+        "the hand edit to be reverted",
+        Duration::from_secs(30),
+        || async {
+            caddy
+                .server(&ours)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|(v, _)| caddy_client::semantically_equal(&v, &before))
+        },
+    )
+    .await;
+
+    // Through all of it, the user's site and the other cluster's server were left alone.
+    let (site_now, _) = caddy.server("mysite").await.unwrap().unwrap();
+    assert!(caddy_client::semantically_equal(&site_now, &site));
+    assert_eq!(
+        reqwest::get(format!("http://127.0.0.1:{site_port}/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "mine"
+    );
+    let (other_now, _) = caddy
+        .server(&format!("botcluster-{other}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        caddy_client::semantically_equal(&other_now, &other_server),
+        "the second cluster's server changed"
+    );
+
+    for c in [&op.cluster, &other] {
+        let o = op.botctl(&["delete", c, "--wait", "--timeout", "120s"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(
+        caddy.server(&ours).await.unwrap().is_none(),
+        "our server must go with the cluster"
+    );
+    assert!(caddy.server("mysite").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_drains_before_stopping_with_no_failed_requests() {
+    let Some(op) = Operator::start_with("drain", true).await else {
+        return;
+    };
+    let lb_port = free_port();
+    op.apply(&lb_spec(3, lb_port, "round_robin"));
+    op.wait_ready();
+    let url = op.lb_url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .no_proxy()
+                .build()
+                .unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let started = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(120)
+            {
+                match via_lb(&http, &url, None).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    op.apply(&lb_spec(1, lb_port, "round_robin"));
+    op.wait_for("one container left", Duration::from_secs(120), || async {
+        op.containers().await.len() == 1
+    })
+    .await;
+    op.wait_ready();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.await.unwrap();
+    assert!(ok > 50, "the client barely ran ({ok} requests)");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during scale-down: {:?}\n{}",
+        failed.len(),
+        ok as usize + failed.len(),
+        failed,
+        op.log()
+    );
+    let events =
+        String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
+            .to_string();
+    assert!(events.contains("Drained"), "{events}");
+    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "120s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

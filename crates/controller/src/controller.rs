@@ -158,21 +158,22 @@ fn jitter(d: Duration, fraction: f64) -> Duration {
 }
 
 impl Controller {
-    /// A controller over `store` and `backend`, reporting into `metrics` (create them once
+    /// A controller over `store`, `backend` and (when given) a load-balancer `proxy`, reporting into `metrics` (create them once
     /// per registry with [`ControllerMetrics::new`]; the LXD request observer shares them).
     pub fn new(
         store: Arc<dyn Store>,
         backend: Arc<dyn ContainerBackend>,
+        proxy: Option<Arc<dyn crate::proxy::ProxyBackend>>,
         metrics: ControllerMetrics,
         config: ControllerConfig,
     ) -> Arc<Self> {
         metrics.max_concurrent.set(config.workers as i64);
-        let reconciler = Arc::new(Reconciler::new(
-            store,
-            backend,
-            metrics.clone(),
-            config.reconciler.clone(),
-        ));
+        let mut reconciler =
+            Reconciler::new(store, backend, metrics.clone(), config.reconciler.clone());
+        if let Some(p) = proxy {
+            reconciler = reconciler.with_proxy(p);
+        }
+        let reconciler = Arc::new(reconciler);
         Arc::new(Controller {
             reconciler,
             queue: Arc::new(WorkQueue::new(metrics)),

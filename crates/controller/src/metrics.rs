@@ -39,6 +39,8 @@ pub struct ControllerMetrics {
     pub desired_instances: IntGaugeVec,
     /// `botcluster_lxd_requests_total{method,path,code}`.
     pub lxd_requests: IntCounterVec,
+    /// `botcluster_proxy_config_pushes_total{result}`: writes of a cluster's proxy config.
+    pub proxy_pushes: IntCounterVec,
     /// `botcluster_lxd_request_duration_seconds{method,path}`.
     pub lxd_latency: HistogramVec,
 }
@@ -157,6 +159,17 @@ impl ControllerMetrics {
                         "Containers wanted, per cluster",
                     ),
                     &["cluster"],
+                )
+                .expect("static"),
+            ),
+            proxy_pushes: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "botcluster_proxy_config_pushes_total",
+                        "Load-balancer config writes by result",
+                    ),
+                    &["result"],
                 )
                 .expect("static"),
             ),

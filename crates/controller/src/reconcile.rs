@@ -36,6 +36,7 @@ use crate::metrics::ControllerMetrics;
 use crate::model::{Capabilities, KEY_FILES};
 use crate::plan::{plan, Action, Desired, NewInstance, ObservedInstance, Plan, PortPool};
 use crate::probe::Prober;
+use crate::proxy::ProxyBackend;
 
 /// Why a pass failed; the controller backs off and retries.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +101,7 @@ pub struct Reconciler {
     creates: Arc<Semaphore>,
     prober: Prober,
     cpu_samples: Mutex<HashMap<String, (Instant, f64)>>,
+    proxy: Option<Arc<dyn ProxyBackend>>,
 }
 
 #[derive(Default)]
@@ -146,7 +148,14 @@ impl Reconciler {
             caps: Mutex::new(Capabilities::default()),
             ports: Mutex::new(PortBook::default()),
             cpu_samples: Mutex::new(HashMap::new()),
+            proxy: None,
         }
+    }
+
+    /// Manages each cluster's load balancer through `proxy`.
+    pub fn with_proxy(mut self, proxy: Arc<dyn ProxyBackend>) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// The resync period.
@@ -279,11 +288,16 @@ impl Reconciler {
         let mut acted = false;
         if !p.actions.is_empty() {
             acted = true;
+            self.drain(name, &spec, &observed, &p).await;
             failures = self.execute(name, &spec, &p).await;
             observed = self.observe(name, &spec).await?;
             self.remember_ports(name, &observed);
         }
-        let status = self.status(&obj, &spec, &observed, &p, &failures).await;
+        let proxy = self
+            .converge_proxy(name, &uid, &spec, &observed, &BTreeSet::new())
+            .await;
+        let mut status = self.status(&obj, &spec, &observed, &p, &failures).await;
+        self.proxy_status(name, &mut status, proxy).await;
         let converging =
             acted || status.ready_replicas < status.desired_replicas || p.pending_replacements > 0;
         self.write_status(&obj, status).await?;
@@ -314,6 +328,17 @@ impl Reconciler {
         uid: &str,
     ) -> Result<Outcome, ReconcileError> {
         let name = obj.meta.name.as_str();
+        if let Some(proxy) = &self.proxy {
+            // Out of the load balancer first, so no request is sent to a container being stopped.
+            if let Err(e) = proxy
+                .remove_server(&botcluster_proxy::server_name(name))
+                .await
+            {
+                return Err(ReconcileError::Backend(BackendError::Unavailable(format!(
+                    "removing the load balancer: {e}"
+                ))));
+            }
+        }
         let observed = self.backend.list(name).await?;
         let desired = Desired {
             name,
@@ -551,6 +576,330 @@ impl Reconciler {
                 message,
             }),
             other => other,
+        }
+    }
+
+    /// The upstream addresses of the ready instances this cluster owns, minus `leaving`.
+    fn upstreams(
+        spec: &BotClusterSpec,
+        uid: &str,
+        observed: &[ObservedInstance],
+        leaving: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let mut ready: Vec<(u32, String)> = observed
+            .iter()
+            .filter(|o| {
+                o.owner_uid() == Some(uid) && o.running && o.ready && !leaving.contains(&o.name)
+            })
+            .filter_map(|o| {
+                Some((
+                    o.ordinal()?,
+                    format!("{}:{}", spec.listen_address, o.host_port()?),
+                ))
+            })
+            .collect();
+        ready.sort();
+        ready.into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Makes the cluster's server in the proxy match the ready instances (minus `leaving`).
+    /// Writes only when the rendered config differs from what the proxy holds.
+    async fn converge_proxy(
+        &self,
+        name: &str,
+        uid: &str,
+        spec: &BotClusterSpec,
+        observed: &[ObservedInstance],
+        leaving: &BTreeSet<String>,
+    ) -> ProxyOutcome {
+        let Some(proxy) = &self.proxy else {
+            return if spec.load_balancer.as_ref().is_some_and(|lb| lb.enabled) {
+                ProxyOutcome::NotConfigured
+            } else {
+                ProxyOutcome::Disabled
+            };
+        };
+        let server = botcluster_proxy::server_name(name);
+        let Some(lb) = spec.load_balancer.as_ref().filter(|lb| lb.enabled) else {
+            return match proxy.remove_server(&server).await {
+                Ok(true) => {
+                    self.metrics
+                        .proxy_pushes
+                        .with_label_values(&["success"])
+                        .inc();
+                    self.record(
+                        name,
+                        event(
+                            "Normal",
+                            "ProxyRemoved",
+                            format!("load balancer {server} removed (spec.loadBalancer is off)"),
+                        ),
+                    )
+                    .await;
+                    ProxyOutcome::Disabled
+                }
+                Ok(false) => ProxyOutcome::Disabled,
+                Err(e) => ProxyOutcome::Failed(format!("removing {server}: {e}")),
+            };
+        };
+        let caps = botcluster_proxy::ProxyCapabilities {
+            rate_limit: proxy.supports_rate_limit(),
+        };
+        let upstreams = Self::upstreams(spec, uid, observed, leaving);
+        let rendered = botcluster_proxy::render(
+            name,
+            lb,
+            &spec.health,
+            &spec.circuit_breaker,
+            &upstreams,
+            &caps,
+        );
+        let current = match proxy.get_server(&server).await {
+            Ok(c) => c,
+            Err(e) => {
+                return ProxyOutcome::Failed(format!(
+                    "reading {server} from the proxy at {}: {e}",
+                    proxy.endpoint()
+                ))
+            }
+        };
+        let same = current
+            .as_ref()
+            .is_some_and(|c| caddy_client::semantically_equal(c, &rendered.server));
+        if !same {
+            if let Err(e) = proxy.put_server(&server, &rendered.server).await {
+                self.metrics
+                    .proxy_pushes
+                    .with_label_values(&["error"])
+                    .inc();
+                return ProxyOutcome::Failed(format!(
+                    "writing {server} to the proxy at {}: {e}",
+                    proxy.endpoint()
+                ));
+            }
+            self.metrics
+                .proxy_pushes
+                .with_label_values(&["success"])
+                .inc();
+            let why = if current.is_none() {
+                "created"
+            } else {
+                "updated"
+            };
+            self.record(
+                name,
+                event(
+                    "Normal",
+                    "ProxyUpdated",
+                    format!(
+                        "load balancer {server} {why}: {} upstream(s) [{}]",
+                        upstreams.len(),
+                        upstreams.join(", ")
+                    ),
+                ),
+            )
+            .await;
+        }
+        ProxyOutcome::Synced {
+            hash: rendered.hash,
+            url: botcluster_proxy::listen_url(lb),
+            upstreams,
+            notices: rendered
+                .notices
+                .iter()
+                .filter(|n| matches!(n, botcluster_proxy::Notice::RateLimitUnsupported { .. }))
+                .map(|n| n.message().to_string())
+                .collect(),
+        }
+    }
+
+    /// Before instances are deleted or replaced: take them out of the load balancer and wait
+    /// until they have no requests in flight (or `drainTimeout` passes).
+    async fn drain(
+        &self,
+        name: &str,
+        spec: &BotClusterSpec,
+        observed: &[ObservedInstance],
+        p: &Plan,
+    ) {
+        let (Some(proxy), Some(lb)) = (
+            &self.proxy,
+            spec.load_balancer.as_ref().filter(|lb| lb.enabled),
+        ) else {
+            return;
+        };
+        let Some(uid) = observed
+            .iter()
+            .find_map(|o| o.owner_uid().map(str::to_string))
+        else {
+            return;
+        };
+        let leaving: BTreeSet<String> = p
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::Delete { .. } | Action::Replace(_)))
+            .map(|a| a.instance().to_string())
+            .filter(|n| {
+                observed
+                    .iter()
+                    .any(|o| &o.name == n && o.running && o.ready)
+            })
+            .collect();
+        if leaving.is_empty() {
+            return;
+        }
+        if let ProxyOutcome::Failed(e) = self
+            .converge_proxy(name, &uid, spec, observed, &leaving)
+            .await
+        {
+            tracing::warn!(cluster = name, error = %e, "could not take instances out of the load balancer before removing them");
+            return;
+        }
+        let addrs: BTreeSet<String> = observed
+            .iter()
+            .filter(|o| leaving.contains(&o.name))
+            .filter_map(|o| {
+                o.host_port()
+                    .map(|p| format!("{}:{p}", spec.listen_address))
+            })
+            .collect();
+        let deadline = Instant::now() + lb.drain_timeout.get();
+        loop {
+            let busy: u64 = match proxy.upstreams().await {
+                Ok(us) => us
+                    .iter()
+                    .filter(|u| addrs.contains(&u.address))
+                    .map(|u| u.num_requests)
+                    .sum(),
+                Err(_) => 0,
+            };
+            if busy == 0 || Instant::now() >= deadline {
+                let how = if busy == 0 {
+                    "drained".to_string()
+                } else {
+                    format!("drain timeout with {busy} request(s) in flight")
+                };
+                let who = leaving.iter().cloned().collect::<Vec<_>>().join(", ");
+                self.record(
+                    name,
+                    event(
+                        "Normal",
+                        "Drained",
+                        format!("{who} out of the load balancer ({how})"),
+                    ),
+                )
+                .await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn proxy_status(&self, name: &str, status: &mut BotClusterStatus, outcome: ProxyOutcome) {
+        let generation = status.observed_generation;
+        let now_s = now_rfc3339();
+        let cond = |type_: &str, reason: &str, message: String| Condition {
+            type_: type_.into(),
+            status: ConditionStatus::True,
+            reason: reason.into(),
+            message,
+            last_transition_time: String::new(),
+            observed_generation: generation,
+        };
+        let mut problem: Option<(String, String)> = None;
+        let mut rate_limit: Option<String> = None;
+        match outcome {
+            ProxyOutcome::Disabled => status.proxy = None,
+            ProxyOutcome::NotConfigured => {
+                let message = "spec.loadBalancer is set but this operator has no proxy: start it with `botctl serve --caddy-admin http://127.0.0.1:2019`".to_string();
+                status.proxy = Some(botcluster_api::status::ProxyStatus {
+                    synced: false,
+                    last_error: Some(message.clone()),
+                    ..Default::default()
+                });
+                problem = Some(("ProxyNotConfigured".into(), message));
+            }
+            ProxyOutcome::Failed(e) => {
+                let prev = status.proxy.take().unwrap_or_default();
+                status.proxy = Some(botcluster_api::status::ProxyStatus {
+                    synced: false,
+                    last_error: Some(e.clone()),
+                    ..prev
+                });
+                problem = Some(("ProxyUnavailable".into(), e));
+            }
+            ProxyOutcome::Synced {
+                hash,
+                url,
+                upstreams,
+                notices,
+            } => {
+                let live = match &self.proxy {
+                    Some(p) => p.upstreams().await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                status.proxy = Some(botcluster_api::status::ProxyStatus {
+                    synced: true,
+                    config_hash: Some(hash),
+                    url: Some(url),
+                    last_error: None,
+                    upstreams: upstreams
+                        .iter()
+                        .map(|a| {
+                            let l = live.iter().find(|u| &u.address == a);
+                            botcluster_api::status::UpstreamStatus {
+                                address: a.clone(),
+                                num_requests: l.map(|u| u.num_requests).unwrap_or(0),
+                                fails: l.map(|u| u.fails).unwrap_or(0),
+                            }
+                        })
+                        .collect(),
+                });
+                if !notices.is_empty() {
+                    rate_limit = Some(notices.join("; "));
+                }
+            }
+        }
+        match rate_limit {
+            None => status
+                .conditions
+                .retain(|c| c.type_ != "RateLimitUnsupported"),
+            Some(message) => {
+                let before = status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "RateLimitUnsupported" && c.message == message);
+                set_condition(
+                    &mut status.conditions,
+                    cond("RateLimitUnsupported", "NoRateLimitModule", message.clone()),
+                    &now_s,
+                );
+                if !before {
+                    self.record(name, event("Warning", "RateLimitUnsupported", message))
+                        .await;
+                }
+            }
+        }
+        if let Some((reason, message)) = problem {
+            let (reason, message) = match status.conditions.iter().find(|c| c.type_ == "Degraded") {
+                Some(d) if d.status == ConditionStatus::True && d.reason != reason => (
+                    format!("{},{reason}", d.reason),
+                    format!("{}; {message}", d.message),
+                ),
+                _ => (reason, message),
+            };
+            let before = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Degraded" && c.message == message);
+            set_condition(
+                &mut status.conditions,
+                cond("Degraded", &reason, message.clone()),
+                &now_s,
+            );
+            if !before {
+                self.record(name, event("Warning", &reason, message)).await;
+            }
         }
     }
 
@@ -863,4 +1212,21 @@ impl botcluster_server::PlanPreview for Preview {
     async fn preview(&self, desired: &BotCluster) -> Result<Vec<String>, String> {
         self.0.preview_actions(desired).await
     }
+}
+
+/// What converging the load balancer gave.
+enum ProxyOutcome {
+    /// No load balancer in the spec (and none left in the proxy).
+    Disabled,
+    /// The spec wants one but the operator has no proxy.
+    NotConfigured,
+    /// Reading or writing the proxy failed.
+    Failed(String),
+    /// The proxy holds the rendered config.
+    Synced {
+        hash: String,
+        url: String,
+        upstreams: Vec<String>,
+        notices: Vec<String>,
+    },
 }

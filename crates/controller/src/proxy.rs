@@ -1,0 +1,191 @@
+//! The load balancer as the reconciler sees it: the [`ProxyBackend`] trait, its Caddy
+//! implementation over `caddy-client`, and an in-memory fake.
+//!
+//! Each cluster owns one named server in Caddy's config (`apps/http/servers/botcluster-<name>`)
+//! and never touches anything else there, so several clusters and a user's own sites share one
+//! Caddy.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Why a proxy call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProxyError(pub String);
+
+/// One upstream as the proxy reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamState {
+    /// host:port.
+    pub address: String,
+    /// Requests in flight.
+    pub num_requests: u64,
+    /// Failures counted by passive health checks.
+    pub fails: u64,
+}
+
+/// What the reconciler needs from a proxy.
+#[async_trait]
+pub trait ProxyBackend: Send + Sync + 'static {
+    /// The named server's config, if present.
+    async fn get_server(&self, name: &str) -> Result<Option<Value>, ProxyError>;
+    /// Creates or replaces the named server (only when it differs).
+    async fn put_server(&self, name: &str, server: &Value) -> Result<(), ProxyError>;
+    /// Removes the named server; false when it was not there.
+    async fn remove_server(&self, name: &str) -> Result<bool, ProxyError>;
+    /// Every upstream the proxy knows, with requests in flight.
+    async fn upstreams(&self) -> Result<Vec<UpstreamState>, ProxyError>;
+    /// Whether the proxy has a rate-limit handler module.
+    fn supports_rate_limit(&self) -> bool;
+    /// Config writes sent so far (tests prove "zero pushes" with it).
+    fn write_count(&self) -> u64;
+    /// Where the admin API is, for messages.
+    fn endpoint(&self) -> String;
+}
+
+/// Caddy through its admin API.
+pub struct CaddyProxy {
+    client: caddy_client::Client,
+    rate_limit: bool,
+}
+
+impl CaddyProxy {
+    /// Wraps a client. `rate_limit`: whether this Caddy has `http.handlers.rate_limit` (see
+    /// [`caddy_has_rate_limit`]).
+    pub fn new(client: caddy_client::Client, rate_limit: bool) -> Self {
+        CaddyProxy { client, rate_limit }
+    }
+}
+
+/// Asks the local `caddy` binary for its modules (`caddy list-modules`, fixed arguments, no
+/// shell) and looks for a rate-limit handler. False when caddy is not on PATH.
+pub fn caddy_has_rate_limit() -> bool {
+    std::process::Command::new("caddy")
+        .arg("list-modules")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "http.handlers.rate_limit")
+        })
+        .unwrap_or(false)
+}
+
+fn err(e: caddy_client::Error) -> ProxyError {
+    ProxyError(e.to_string())
+}
+
+#[async_trait]
+impl ProxyBackend for CaddyProxy {
+    async fn get_server(&self, name: &str) -> Result<Option<Value>, ProxyError> {
+        Ok(self.client.server(name).await.map_err(err)?.map(|(v, _)| v))
+    }
+    async fn put_server(&self, name: &str, server: &Value) -> Result<(), ProxyError> {
+        self.client
+            .ensure_server(name, server)
+            .await
+            .map(drop)
+            .map_err(err)
+    }
+    async fn remove_server(&self, name: &str) -> Result<bool, ProxyError> {
+        self.client.remove_server(name).await.map_err(err)
+    }
+    async fn upstreams(&self) -> Result<Vec<UpstreamState>, ProxyError> {
+        Ok(self
+            .client
+            .upstreams()
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|u| UpstreamState {
+                address: u.address,
+                num_requests: u.num_requests,
+                fails: u.fails,
+            })
+            .collect())
+    }
+    fn supports_rate_limit(&self) -> bool {
+        self.rate_limit
+    }
+    fn write_count(&self) -> u64 {
+        self.client.write_count()
+    }
+    fn endpoint(&self) -> String {
+        format!("{:?}", self.client.endpoint())
+    }
+}
+
+/// An in-memory proxy for tests.
+#[derive(Clone, Default)]
+pub struct FakeProxy {
+    servers: Arc<Mutex<BTreeMap<String, Value>>>,
+    writes: Arc<AtomicU64>,
+}
+
+impl FakeProxy {
+    /// An empty proxy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The servers it holds.
+    pub fn servers(&self) -> BTreeMap<String, Value> {
+        self.servers.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+    /// Edits a server behind the operator's back.
+    pub fn set(&self, name: &str, v: Value) {
+        if let Ok(mut s) = self.servers.lock() {
+            s.insert(name.into(), v);
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyBackend for FakeProxy {
+    async fn get_server(&self, name: &str) -> Result<Option<Value>, ProxyError> {
+        Ok(self
+            .servers
+            .lock()
+            .map_err(|_| ProxyError("poisoned".into()))?
+            .get(name)
+            .cloned())
+    }
+    async fn put_server(&self, name: &str, server: &Value) -> Result<(), ProxyError> {
+        let mut s = self
+            .servers
+            .lock()
+            .map_err(|_| ProxyError("poisoned".into()))?;
+        if s.get(name) != Some(server) {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            s.insert(name.into(), server.clone());
+        }
+        Ok(())
+    }
+    async fn remove_server(&self, name: &str) -> Result<bool, ProxyError> {
+        let removed = self
+            .servers
+            .lock()
+            .map_err(|_| ProxyError("poisoned".into()))?
+            .remove(name)
+            .is_some();
+        if removed {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(removed)
+    }
+    async fn upstreams(&self) -> Result<Vec<UpstreamState>, ProxyError> {
+        Ok(Vec::new())
+    }
+    fn supports_rate_limit(&self) -> bool {
+        false
+    }
+    fn write_count(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+    fn endpoint(&self) -> String {
+        "fake".into()
+    }
+}
