@@ -234,9 +234,15 @@ pub fn listen_url(lb: &LoadBalancer) -> String {
 // ---------------------------------------------------------------------------------------------
 // Pieces
 
-/// Sorted (IP addresses numerically, then anything else by text) and de-duplicated.
+/// Trimmed, without empty entries, sorted (socket addresses numerically, then anything else by
+/// text) and de-duplicated.
 fn sorted_upstreams(upstreams: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = upstreams.iter().map(|u| u.trim().to_string()).collect();
+    let mut v: Vec<String> = upstreams
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
     v.sort_by(|a, b| {
         let key = |s: &str| s.parse::<SocketAddr>().ok();
         match (key(a), key(b)) {
