@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: LXD up, the operator started, `examples/minimal.yaml` applied, Ready
+//! `cargo xtask demo`: LXD and Caddy up, the operator started, `examples/minimal.yaml` applied, Ready
 //! waited for, status and URLs printed; Ctrl-C tears the cluster down and stops the operator.
 
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use crate::project_root;
 
 const LISTEN: &str = "127.0.0.1:7780";
 const CLUSTER: &str = "minimal";
+const CADDY_ADMIN: &str = "http://127.0.0.1:2019";
 
 struct Demo {
     botctl: PathBuf,
@@ -69,6 +70,8 @@ impl Demo {
 pub fn run(_args: &[&str]) -> Result<()> {
     println!("==> LXD and the test image");
     crate::lxd::up(&[])?;
+    println!("==> Caddy (admin API on {CADDY_ADMIN})");
+    crate::caddy::up(&[])?;
     println!("==> building botctl");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
@@ -93,7 +96,8 @@ pub fn run(_args: &[&str]) -> Result<()> {
 
     println!("==> starting the operator on {LISTEN} (log: target/demo/serve.log)");
     let log = std::fs::File::create(demo.data_dir.join("serve.log")).context("creating the log")?;
-    let mut cmd = demo.botctl(&["serve", "--listen", LISTEN]);
+    let admin = std::env::var("BOTCLUSTER_CADDY_ADMIN").unwrap_or_else(|_| CADDY_ADMIN.into());
+    let mut cmd = demo.botctl(&["serve", "--listen", LISTEN, "--caddy-admin", &admin]);
     cmd.stdout(Stdio::null()).stderr(log);
     #[cfg(unix)]
     {
@@ -146,6 +150,9 @@ pub fn run(_args: &[&str]) -> Result<()> {
                 "  {:<14} {url}/api/health",
                 i.get("name").and_then(|n| n.as_str()).unwrap_or("?")
             );
+        }
+        if let Some(lb) = obj.pointer("/status/proxy/url").and_then(|u| u.as_str()) {
+            println!("\nThe load balancer (Caddy) spreads requests over them:\n  {lb}/");
         }
         println!(
             "\nTry: BOTCLUSTER_DATA_DIR=target/demo target/debug/botctl get\n     (edit examples/minimal.yaml and apply it again to scale)\nPress Ctrl-C to tear everything down."

@@ -15,8 +15,9 @@ const HELP: &str = "\
 cargo xtask <chore>
 
 Chores:
-  demo            LXD up, the operator started, examples/minimal.yaml applied and Ready;
-                  prints status and URLs; Ctrl-C tears it all down
+  demo            LXD and Caddy up, the operator started, examples/minimal.yaml applied
+                  and Ready; prints status, instance URLs and the load balancer's URL;
+                  Ctrl-C tears it all down
   bench converge  time from asking for N containers to all serving: the LXD floor, the
                   chapter's sequential lxc loop, and botctl apply (--runs N, --sizes 1,5,10)
   ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, all tests

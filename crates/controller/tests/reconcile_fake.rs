@@ -10,6 +10,7 @@ use botcluster_controller::backend::{ContainerBackend, FakeBackend};
 use botcluster_controller::metrics::ControllerMetrics;
 use botcluster_controller::model::*;
 use botcluster_controller::plan::ObservedInstance;
+use botcluster_controller::proxy::ProxyBackend;
 use botcluster_controller::reconcile::{Reconciler, ReconcilerConfig};
 use botcluster_store::{Deleted, SpecWrite, SqliteStore, Store};
 use serde_json::{json, Value};
@@ -280,4 +281,75 @@ async fn two_hundred_clusters_of_ten_converge_in_memory_and_then_stay_quiet() {
     let st = status(&w, "c0").await;
     assert_eq!(st["readyReplicas"], json!(10));
     eprintln!("{n} clusters × 10 instances converged in {took:?}");
+}
+
+fn with_proxy(w: World) -> (World, botcluster_controller::proxy::FakeProxy) {
+    let proxy = botcluster_controller::proxy::FakeProxy::new();
+    let rec = Reconciler::new(
+        w.store.clone(),
+        Arc::new(w.fake.clone()),
+        ControllerMetrics::new(&prometheus::Registry::new()),
+        ReconcilerConfig {
+            check_host_ports: false,
+            port_range: (21000, 21099),
+            ..Default::default()
+        },
+    )
+    .with_proxy(Arc::new(proxy.clone()));
+    (World { rec, ..w }, proxy)
+}
+
+#[tokio::test]
+async fn the_load_balancer_is_restored_and_rate_limits_are_reported_not_faked() {
+    let (w, proxy) = with_proxy(world());
+    apply(
+        &w,
+        "lb",
+        json!({"replicas": 2, "health": {"enabled": false},
+               "loadBalancer": {"listen": "127.0.0.1:8999", "rateLimit": {"requests": 100}}}),
+    )
+    .await;
+    w.rec.reconcile("lb").await.unwrap();
+    w.rec.reconcile("lb").await.unwrap();
+    let server = proxy
+        .servers()
+        .get("botcluster-lb")
+        .cloned()
+        .expect("server rendered");
+    assert!(
+        !server.to_string().contains("rate_limit"),
+        "no rate-limit module: nothing rendered for it"
+    );
+    let st = status(&w, "lb").await;
+    let rl = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "RateLimitUnsupported")
+        .cloned();
+    assert!(rl.is_some_and(|c| c["status"] == "True"), "{st}");
+    assert_eq!(st["proxy"]["synced"], json!(true));
+    assert_eq!(st["proxy"]["upstreams"].as_array().unwrap().len(), 2);
+    let events = w.store.events(BOTCLUSTER_KIND, "lb", 50).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.reason == "RateLimitUnsupported")
+            .count(),
+        1,
+        "reported once, not every pass"
+    );
+
+    // Unchanged: no pushes.
+    let pushes = proxy.write_count();
+    w.rec.reconcile("lb").await.unwrap();
+    assert_eq!(proxy.write_count(), pushes);
+    // Caddy restarted with an empty config, or edited by hand: restored.
+    proxy.set("botcluster-lb", json!({"listen": [":1"]}));
+    w.rec.reconcile("lb").await.unwrap();
+    assert_eq!(proxy.servers().get("botcluster-lb"), Some(&server));
+    // Deleting the cluster removes its server.
+    w.store.delete(BOTCLUSTER_KIND, "lb").await.unwrap();
+    w.rec.reconcile("lb").await.unwrap();
+    assert!(proxy.servers().is_empty());
 }
