@@ -269,6 +269,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 pub fn run(args: &[&str]) -> Result<()> {
+    if args.first() == Some(&"react") {
+        return crate::bench_react::run(&args[1..]);
+    }
     if args.first() != Some(&"converge") {
         bail!("usage: cargo xtask bench converge [--runs N] [--sizes 1,5,10]");
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_react;
 mod caddy;
 mod ci;
 mod demo;
@@ -20,6 +21,7 @@ Chores:
                   Ctrl-C tears it all down
   bench converge  time from asking for N containers to all serving: the LXD floor, the
                   chapter's sequential lxc loop, and botctl apply (--runs N, --sizes 1,5,10)
+  bench react     simulated time to react to load steps: the autoscaler vs the seed's loop
   ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, all tests
                   (--no-daemons: skip starting LXD)
   schema          write manifests/botcluster.schema.json from the API types
