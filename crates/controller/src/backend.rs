@@ -82,6 +82,11 @@ pub trait ContainerBackend: Send + Sync + 'static {
     async fn start(&self, name: &str) -> Result<()>;
     /// Stops an instance, forcefully (already stopped is success).
     async fn stop(&self, name: &str) -> Result<()>;
+    /// Restarts an instance (stop, then start).
+    async fn restart(&self, name: &str) -> Result<()> {
+        self.stop(name).await?;
+        self.start(name).await
+    }
     /// Deletes a stopped instance (missing is success).
     async fn delete(&self, name: &str) -> Result<()>;
     /// Sets config keys (`""` removes) and devices; removes devices.
@@ -151,7 +156,7 @@ fn observed(i: lxd_client::Instance) -> ObservedInstance {
         name: i.name,
         config: i.config,
         devices: i.devices,
-        ready: false,
+        ..Default::default()
     }
 }
 
@@ -220,6 +225,19 @@ impl ContainerBackend for LxdBackend {
         stop.force = true;
         match self.client.change_state(name, &stop).await {
             Ok(()) | Err(lxd_client::Error::AlreadyStopped { .. }) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn restart(&self, name: &str) -> Result<()> {
+        match self
+            .client
+            .change_state(name, &InstanceStatePut::restart().force(true))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Not running (any more): start it.
+            Err(lxd_client::Error::AlreadyStopped { .. }) => self.start(name).await,
             Err(e) => Err(classify(e)),
         }
     }
@@ -420,7 +438,7 @@ impl ContainerBackend for FakeBackend {
                     status: "Stopped".into(),
                     config: config.clone(),
                     devices: devices.clone(),
-                    ready: false,
+                    ..Default::default()
                 },
             );
             Ok(())

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod controller;
+pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod plan;

@@ -41,6 +41,18 @@ pub struct ControllerMetrics {
     pub lxd_requests: IntCounterVec,
     /// `botcluster_proxy_config_pushes_total{result}`: writes of a cluster's proxy config.
     pub proxy_pushes: IntCounterVec,
+    /// `botcluster_health_failures_total{cluster}`: instances that turned unhealthy.
+    pub health_failures: IntCounterVec,
+    /// `botcluster_scaling_events_total{cluster,direction}`.
+    pub scaling_events: IntCounterVec,
+    /// `botcluster_scaling_errors_total{cluster}`.
+    pub scaling_errors: IntCounterVec,
+    /// `botcluster_max_instances{cluster}`.
+    pub max_instances: IntGaugeVec,
+    /// `botcluster_instance_cpu_percent{cluster,instance}`.
+    pub instance_cpu: prometheus::GaugeVec,
+    /// `botcluster_instance_memory_bytes{cluster,instance}`.
+    pub instance_memory: prometheus::GaugeVec,
     /// `botcluster_lxd_request_duration_seconds{method,path}`.
     pub lxd_latency: HistogramVec,
 }
@@ -159,6 +171,69 @@ impl ControllerMetrics {
                         "Containers wanted, per cluster",
                     ),
                     &["cluster"],
+                )
+                .expect("static"),
+            ),
+            health_failures: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "botcluster_health_failures_total",
+                        "Instances that failed health.retries probes in a row",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            scaling_events: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "botcluster_scaling_events_total",
+                        "Autoscaler decisions that changed the instance count",
+                    ),
+                    &["cluster", "direction"],
+                )
+                .expect("static"),
+            ),
+            scaling_errors: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "botcluster_scaling_errors_total",
+                        "Passes in which scaling actions failed",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            max_instances: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("botcluster_max_instances", "spec.autoscaling.maxInstances"),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            instance_cpu: reg(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "botcluster_instance_cpu_percent",
+                        "CPU use as % of the container's limits.cpu",
+                    ),
+                    &["cluster", "instance"],
+                )
+                .expect("static"),
+            ),
+            instance_memory: reg(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "botcluster_instance_memory_bytes",
+                        "Memory in use by the container",
+                    ),
+                    &["cluster", "instance"],
                 )
                 .expect("static"),
             ),

@@ -20,8 +20,20 @@ use botcluster_api::spec::{BotClusterSpec, FileSpec};
 
 use crate::model::*;
 
-/// An instance as observed in LXD (from the backend) plus the operator's readiness probe.
-#[derive(Clone, Debug, PartialEq)]
+/// The operator's verdict on an instance that keeps failing its health checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unhealthy {
+    /// Healthy, starting, or not yet judged.
+    #[default]
+    No,
+    /// Failed `health.retries` probes in a row: restart it.
+    Restart,
+    /// Failed again after a restart: replace it with a fresh container.
+    Replace,
+}
+
+/// An instance as observed in LXD (from the backend) plus the operator's health verdict.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedInstance {
     /// LXD name.
     pub name: String,
@@ -35,6 +47,8 @@ pub struct ObservedInstance {
     pub devices: BTreeMap<String, Device>,
     /// The operator's readiness probe passed (only meaningful when running).
     pub ready: bool,
+    /// The operator's verdict after repeated failed health checks.
+    pub unhealthy: Unhealthy,
 }
 
 impl ObservedInstance {
@@ -123,6 +137,11 @@ pub enum Action {
         /// LXD name.
         name: String,
     },
+    /// Restart an instance that keeps failing its health checks.
+    Restart {
+        /// LXD name.
+        name: String,
+    },
     /// Set config keys (`""` removes one) and devices; remove devices.
     Patch {
         /// LXD name.
@@ -158,6 +177,7 @@ impl Action {
         match self {
             Action::Create(n) | Action::Replace(n) => &n.name,
             Action::Start { name }
+            | Action::Restart { name }
             | Action::Patch { name, .. }
             | Action::PushFiles { name, .. }
             | Action::Delete { name, .. } => name,
@@ -176,6 +196,9 @@ impl Action {
                 n.name, n.image
             ),
             Action::Start { name } => format!("start {name}"),
+            Action::Restart { name } => {
+                format!("restart {name} (it keeps failing its health checks)")
+            }
             Action::Patch {
                 name,
                 config,
@@ -400,6 +423,11 @@ pub fn plan(
         if !available {
             unavailable += 1;
         }
+        if o.running && o.unhealthy == Unhealthy::Replace {
+            // Already unavailable: replacing it costs no availability.
+            replace_candidates.push((ord, new(&config), false));
+            continue;
+        }
         if o.config.get(KEY_TEMPLATE) != Some(&template) {
             replace_candidates.push((ord, new(&config), available));
             continue;
@@ -450,6 +478,8 @@ pub fn plan(
         }
         if !o.running {
             starts.push(Action::Start { name: name.clone() });
+        } else if o.unhealthy == Unhealthy::Restart {
+            starts.push(Action::Restart { name: name.clone() });
         }
     }
     out.actions.extend(patches);
@@ -500,13 +530,15 @@ pub fn simulate(observed: &[ObservedInstance], actions: &[Action]) -> Vec<Observ
                         config: n.config.clone(),
                         devices: n.devices.clone(),
                         ready: true,
+                        unhealthy: Unhealthy::No,
                     },
                 );
             }
-            Action::Start { name } => {
+            Action::Start { name } | Action::Restart { name } => {
                 if let Some(o) = by_name.get_mut(name) {
                     o.running = true;
                     o.ready = true;
+                    o.unhealthy = Unhealthy::No;
                     o.status = "Running".into();
                 }
             }

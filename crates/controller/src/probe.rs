@@ -14,6 +14,12 @@ pub struct ProbeResult {
     pub health: String,
     /// Why not ready.
     pub message: Option<String>,
+    /// How long the probe took, milliseconds.
+    pub latency_ms: f64,
+    /// `metrics.queueDepth` from the health JSON.
+    pub queue_depth: Option<f64>,
+    /// `metrics.connections` from the health JSON.
+    pub connections: Option<f64>,
 }
 
 /// Probes health endpoints over loopback HTTP.
@@ -41,6 +47,7 @@ impl Prober {
             host.to_string()
         };
         let url = format!("http://{host}:{port}{path}");
+        let started = std::time::Instant::now();
         let resp = match self.http.get(&url).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -48,11 +55,19 @@ impl Prober {
                     ready: false,
                     health: "unreachable".into(),
                     message: Some(format!("GET {url}: {}", short(&e))),
+                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    queue_depth: None,
+                    connections: None,
                 }
             }
         };
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let metric = |k: &str| {
+            body.pointer(&format!("/metrics/{k}"))
+                .and_then(serde_json::Value::as_f64)
+        };
         let health = body
             .get("status")
             .and_then(|s| s.as_str())
@@ -68,6 +83,9 @@ impl Prober {
             message: (!ready)
                 .then(|| format!("GET {url} answered {status} with status \"{health}\"")),
             health,
+            latency_ms,
+            queue_depth: metric("queueDepth"),
+            connections: metric("connections"),
         }
     }
 }

@@ -32,6 +32,7 @@ use botcluster_store::{now_rfc3339, Store, StoreError, StoredObject};
 use tokio::sync::Semaphore;
 
 use crate::backend::{BackendError, ContainerBackend};
+use crate::health::{ClusterMemory, HealthChange};
 use crate::metrics::ControllerMetrics;
 use crate::model::{Capabilities, KEY_FILES};
 use crate::plan::{plan, Action, Desired, NewInstance, ObservedInstance, Plan, PortPool};
@@ -100,7 +101,8 @@ pub struct Reconciler {
     ports: Mutex<PortBook>,
     creates: Arc<Semaphore>,
     prober: Prober,
-    cpu_samples: Mutex<HashMap<String, (Instant, f64)>>,
+    memory: Mutex<HashMap<String, ClusterMemory>>,
+    epoch: Instant,
     proxy: Option<Arc<dyn ProxyBackend>>,
 }
 
@@ -124,6 +126,7 @@ fn action_kind(a: &Action) -> &'static str {
         Action::Create(_) => "create",
         Action::Replace(_) => "replace",
         Action::Start { .. } => "start",
+        Action::Restart { .. } => "restart",
         Action::Patch { .. } => "patch",
         Action::PushFiles { .. } => "push_files",
         Action::Delete { .. } => "delete",
@@ -147,7 +150,8 @@ impl Reconciler {
             config,
             caps: Mutex::new(Capabilities::default()),
             ports: Mutex::new(PortBook::default()),
-            cpu_samples: Mutex::new(HashMap::new()),
+            memory: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
             proxy: None,
         }
     }
@@ -221,10 +225,18 @@ impl Reconciler {
     }
 
     /// Observes and probes.
+    fn with_memory<T>(&self, name: &str, f: impl FnOnce(&mut ClusterMemory) -> T) -> T {
+        let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        f(all.entry(name.to_string()).or_default())
+    }
+
+    /// Observes and probes. With `judge`, failed probes count towards `health.retries` (once
+    /// per pass); the second look after executing actions only notices instances that came up.
     async fn observe(
         &self,
         name: &str,
         spec: &BotClusterSpec,
+        judge: bool,
     ) -> Result<Vec<ObservedInstance>, ReconcileError> {
         let mut observed = self.backend.list(name).await?;
         if !spec.health.enabled {
@@ -248,10 +260,154 @@ impl Reconciler {
             }
         });
         let results = futures_util::future::join_all(probes).await;
-        for (o, r) in observed.iter_mut().zip(results) {
-            o.ready = r.as_ref().is_some_and(|r| r.ready);
+        let changes = self.with_memory(name, |m| {
+            m.judge(spec, &mut observed, &results, Instant::now(), judge)
+        });
+        for c in changes {
+            match c {
+                HealthChange::BecameUnhealthy { message, .. } => {
+                    self.metrics
+                        .health_failures
+                        .with_label_values(&[name])
+                        .inc();
+                    self.record(name, event("Warning", "Unhealthy", message))
+                        .await
+                }
+                HealthChange::Recovered { name: inst } => {
+                    self.record(
+                        name,
+                        event(
+                            "Normal",
+                            "Recovered",
+                            format!("{inst} passes its health checks again"),
+                        ),
+                    )
+                    .await
+                }
+            }
         }
         Ok(observed)
+    }
+
+    /// CPU % of the limit (from the change in CPU seconds since the last pass) and memory in
+    /// use, per instance, from one `GET /1.0/metrics`.
+    async fn sample_load(
+        &self,
+        name: &str,
+        spec: &BotClusterSpec,
+        observed: &[ObservedInstance],
+    ) -> HashMap<String, Load> {
+        let usage = self.backend.usage().await.unwrap_or_default();
+        let cpus = spec
+            .resources
+            .cpu
+            .as_ref()
+            .and_then(|c| c.count().ok())
+            .unwrap_or(1)
+            .max(1) as f64;
+        let now = Instant::now();
+        self.with_memory(name, |m| {
+            let mut out = HashMap::new();
+            for o in observed.iter().filter(|o| o.running) {
+                let Some(u) = usage.get(&o.name) else {
+                    continue;
+                };
+                let prev = m.cpu.insert(o.name.clone(), (now, u.cpu_seconds));
+                let cpu_percent = prev.and_then(|(t0, c0)| {
+                    let dt = now.duration_since(t0).as_secs_f64();
+                    (dt > 0.2 && u.cpu_seconds >= c0)
+                        .then(|| ((u.cpu_seconds - c0) / dt / cpus * 100.0 * 10.0).round() / 10.0)
+                });
+                out.insert(
+                    o.name.clone(),
+                    Load {
+                        cpu_percent,
+                        memory_bytes: (u.memory_bytes > 0).then_some(u.memory_bytes),
+                    },
+                );
+            }
+            out
+        })
+    }
+
+    /// The autoscaler's count for this pass (the spec's `replicas` when autoscaling is off).
+    async fn desired_replicas(
+        &self,
+        name: &str,
+        spec: &BotClusterSpec,
+        observed: &[ObservedInstance],
+        uid: &str,
+        load: &HashMap<String, Load>,
+    ) -> u32 {
+        let a = &spec.autoscaling;
+        if !a.enabled {
+            self.with_memory(name, |m| {
+                m.desired = None;
+                m.decision = None;
+            });
+            return spec.replicas;
+        }
+        let limit_bytes = spec
+            .resources
+            .memory
+            .as_ref()
+            .and_then(|m| m.bytes().ok())
+            .filter(|b| *b > 0);
+        let now = Instant::now();
+        let since_epoch = now.duration_since(self.epoch);
+        let (decision, current) = self.with_memory(name, |m| {
+            let mut instances = Vec::new();
+            for o in observed
+                .iter()
+                .filter(|o| o.owner_uid() == Some(uid) && o.running)
+            {
+                let l = load.get(&o.name);
+                let probe = m.health.get(&o.name).and_then(|h| h.last.clone());
+                instances.push(botcluster_autoscale::InstanceMetrics {
+                    cpu_percent: l.and_then(|l| l.cpu_percent),
+                    memory_percent: match (l.and_then(|l| l.memory_bytes), limit_bytes) {
+                        (Some(b), Some(lim)) => Some(b as f64 / lim as f64 * 100.0),
+                        _ => None,
+                    },
+                    requests_per_minute: None,
+                    response_time_ms: probe.as_ref().filter(|p| p.ready).map(|p| p.latency_ms),
+                    queue_depth: probe.as_ref().and_then(|p| p.queue_depth),
+                });
+            }
+            let snapshot = botcluster_autoscale::MetricsSnapshot {
+                instances,
+                // Caddy 2.6.2 reports no per-upstream request rates to the operator.
+                uncollected: vec![botcluster_api::spec::ScalingMetric::RequestsPerMinute],
+            };
+            let current = m
+                .desired
+                .unwrap_or(spec.replicas)
+                .clamp(a.min_instances, a.max_instances.max(a.min_instances));
+            let (decision, history) =
+                botcluster_autoscale::decide(a, current, &snapshot, &m.history, since_epoch);
+            m.history = history;
+            m.desired = Some(decision.desired);
+            if decision.scale != botcluster_autoscale::Scale::None {
+                m.last_scale = Some(now_rfc3339());
+            }
+            m.decision = Some(decision.clone());
+            (decision, current)
+        });
+        if decision.scale != botcluster_autoscale::Scale::None {
+            let (dir, reason) = if decision.desired > current {
+                ("up", "ScaledUp")
+            } else {
+                ("down", "ScaledDown")
+            };
+            self.metrics
+                .scaling_events
+                .with_label_values(&[name, dir])
+                .inc();
+            let message = decision.event_message(current);
+            tracing::info!(cluster = name, %message, "autoscaler");
+            self.record(name, event("Normal", reason, message)).await;
+        }
+        decision.desired
     }
 
     /// One pass. See the module documentation.
@@ -272,9 +428,12 @@ impl Reconciler {
             f.push(FINALIZER.into());
             self.store.set_finalizers(BOTCLUSTER_KIND, name, f).await?;
         }
-        let replicas = spec.replicas;
-        let mut observed = self.observe(name, &spec).await?;
+        let mut observed = self.observe(name, &spec, true).await?;
         self.remember_ports(name, &observed);
+        let load = self.sample_load(name, &spec, &observed).await;
+        let replicas = self
+            .desired_replicas(name, &spec, &observed, &uid, &load)
+            .await;
         let caps = self.caps();
         let desired = Desired {
             name,
@@ -290,16 +449,41 @@ impl Reconciler {
             acted = true;
             self.drain(name, &spec, &observed, &p).await;
             failures = self.execute(name, &spec, &p).await;
-            observed = self.observe(name, &spec).await?;
+            observed = self.observe(name, &spec, false).await?;
             self.remember_ports(name, &observed);
         }
         let proxy = self
             .converge_proxy(name, &uid, &spec, &observed, &BTreeSet::new())
             .await;
-        let mut status = self.status(&obj, &spec, &observed, &p, &failures).await;
+        let mut status = self
+            .status(
+                &obj,
+                &spec,
+                &observed,
+                &Pass {
+                    plan: &p,
+                    failures: &failures,
+                    desired: replicas,
+                    load: &load,
+                },
+            )
+            .await;
         self.proxy_status(name, &mut status, proxy).await;
         let converging =
             acted || status.ready_replicas < status.desired_replicas || p.pending_replacements > 0;
+        // Health checks and the autoscaler need passes at their own cadence.
+        let mut period = self.config.resync;
+        if spec.health.enabled {
+            period = period.min(spec.health.interval.get().max(Duration::from_millis(200)));
+        }
+        if spec.autoscaling.enabled {
+            period = period.min(
+                spec.autoscaling
+                    .check_interval
+                    .get()
+                    .max(Duration::from_millis(200)),
+            );
+        }
         self.write_status(&obj, status).await?;
         // Actions that failed for reasons other than a refused limit or a busy port: back off.
         let hard: Vec<&str> = failures
@@ -314,9 +498,9 @@ impl Reconciler {
         }
         Ok(Outcome {
             requeue_after: if converging {
-                self.config.converge_poll
+                self.config.converge_poll.min(period)
             } else {
-                self.config.resync
+                period
             },
         })
     }
@@ -425,10 +609,20 @@ impl Reconciler {
                     .actions
                     .with_label_values(&[kind, "success"])
                     .inc();
+                let now = Instant::now();
+                match a {
+                    Action::Restart { name: inst } => {
+                        self.with_memory(name, |m| m.restarted(inst, now))
+                    }
+                    Action::Replace(n) => self.with_memory(name, |m| m.forget(&n.name)),
+                    Action::Delete { name: inst, .. } => self.with_memory(name, |m| m.forget(inst)),
+                    _ => {}
+                }
                 let reason = match a {
                     Action::Create(_) => "Created",
                     Action::Replace(_) => "Replaced",
                     Action::Start { .. } => "Started",
+                    Action::Restart { .. } => "Restarted",
                     Action::Patch { .. } => "Updated",
                     Action::PushFiles { .. } => "FilesPushed",
                     Action::Delete { .. } => "Deleted",
@@ -506,6 +700,7 @@ impl Reconciler {
                 self.create(spec, n).await
             }
             Action::Start { name } => b.start(name).await,
+            Action::Restart { name } => b.restart(name).await,
             Action::Patch {
                 name,
                 config,
@@ -737,7 +932,12 @@ impl Reconciler {
         let leaving: BTreeSet<String> = p
             .actions
             .iter()
-            .filter(|a| matches!(a, Action::Delete { .. } | Action::Replace(_)))
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Delete { .. } | Action::Replace(_) | Action::Restart { .. }
+                )
+            })
             .map(|a| a.instance().to_string())
             .filter(|n| {
                 observed
@@ -908,33 +1108,46 @@ impl Reconciler {
         obj: &StoredObject,
         spec: &BotClusterSpec,
         observed: &[ObservedInstance],
-        p: &Plan,
-        failures: &[String],
+        pass: &Pass<'_>,
     ) -> BotClusterStatus {
+        let (p, failures, desired, load) = (pass.plan, pass.failures, pass.desired, pass.load);
         let name = obj.meta.name.as_str();
         let uid = obj.meta.uid.as_deref().unwrap_or("");
         let mut prev: BotClusterStatus =
             serde_json::from_value(obj.status.clone()).unwrap_or_default();
-        let usage = self.backend.usage().await.unwrap_or_default();
-        let cpus = spec
-            .resources
-            .cpu
-            .as_ref()
-            .and_then(|c| c.count().ok())
-            .unwrap_or(1)
-            .max(1) as f64;
         let mut instances: Vec<InstanceStatus> = Vec::new();
-        let now = Instant::now();
+        let last_probe: HashMap<String, (u32, Option<String>)> = self.with_memory(name, |m| {
+            m.health
+                .iter()
+                .map(|(n, h)| {
+                    (
+                        n.clone(),
+                        (h.fails, h.last.as_ref().and_then(|p| p.message.clone())),
+                    )
+                })
+                .collect()
+        });
+        for g in [&self.metrics.instance_cpu, &self.metrics.instance_memory] {
+            for i in &prev.instances {
+                let _ = g.remove_label_values(&[name, &i.name]);
+            }
+        }
         for o in observed.iter().filter(|o| o.owner_uid() == Some(uid)) {
-            let u = usage.get(&o.name);
-            let cpu_percent = u.and_then(|u| {
-                let mut samples = self.cpu_samples.lock().ok()?;
-                let prev = samples.insert(o.name.clone(), (now, u.cpu_seconds));
-                let (t0, c0) = prev?;
-                let dt = now.duration_since(t0).as_secs_f64();
-                (dt > 0.5 && u.cpu_seconds >= c0)
-                    .then(|| ((u.cpu_seconds - c0) / dt / cpus * 100.0 * 10.0).round() / 10.0)
-            });
+            let l = load.get(&o.name);
+            let cpu_percent = l.and_then(|l| l.cpu_percent);
+            if let Some(c) = cpu_percent {
+                self.metrics
+                    .instance_cpu
+                    .with_label_values(&[name, &o.name])
+                    .set(c);
+            }
+            if let Some(m) = l.and_then(|l| l.memory_bytes) {
+                self.metrics
+                    .instance_memory
+                    .with_label_values(&[name, &o.name])
+                    .set(m as f64);
+            }
+            let (fails, probe_msg) = last_probe.get(&o.name).cloned().unwrap_or((0, None));
             let port = o.host_port();
             instances.push(InstanceStatus {
                 name: o.name.clone(),
@@ -946,22 +1159,31 @@ impl Reconciler {
                 health: Some(
                     if !o.running {
                         "stopped"
+                    } else if o.unhealthy != crate::plan::Unhealthy::No {
+                        "unhealthy"
                     } else if o.ready {
                         "healthy"
+                    } else if fails > 0 {
+                        "failing"
                     } else {
-                        "unready"
+                        "starting"
                     }
                     .into(),
                 ),
                 cpu_percent,
-                memory_bytes: u.map(|u| u.memory_bytes).filter(|m| *m > 0),
-                message: (!o.running).then(|| format!("LXD reports {}", o.status)),
+                memory_bytes: l.and_then(|l| l.memory_bytes),
+                message: if !o.running {
+                    Some(format!("LXD reports {}", o.status))
+                } else if o.ready {
+                    None
+                } else {
+                    probe_msg.map(|m| format!("{m} ({fails} failed in a row)"))
+                },
             });
         }
         instances.sort_by_key(|i| i.ordinal);
         let ready = instances.iter().filter(|i| i.ready).count() as u32;
         let replicas = instances.len() as u32;
-        let desired = spec.replicas;
         let generation = obj.meta.generation.unwrap_or(0);
         let now_s = now_rfc3339();
         let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
@@ -1104,6 +1326,83 @@ impl Reconciler {
         prev.desired_replicas = desired;
         prev.instances = instances;
         prev.backoff = None;
+        // The autoscaler's view and its conditions.
+        let a = &spec.autoscaling;
+        let decision = self.with_memory(name, |m| {
+            m.decision.clone().map(|d| (d, m.last_scale.clone()))
+        });
+        match decision.filter(|_| a.enabled) {
+            Some((d, last_scale)) => {
+                self.metrics
+                    .max_instances
+                    .with_label_values(&[name])
+                    .set(a.max_instances as i64);
+                prev.autoscaler = Some(botcluster_api::status::AutoscalerStatus {
+                    current_metrics: d
+                        .metrics
+                        .iter()
+                        .map(|(k, v)| (k.clone(), (v * 10.0).round() / 10.0))
+                        .collect(),
+                    desired_replicas: d.desired,
+                    decided_by: d.decided_by.clone(),
+                    last_scale_time: last_scale,
+                    message: Some(d.reason.clone()),
+                });
+                let at_max = d.limited_by == Some(botcluster_autoscale::Limit::MaxInstances);
+                set_condition(
+                    &mut prev.conditions,
+                    cond(
+                        "MaxInstancesReached",
+                        at_max,
+                        if at_max {
+                            "AtMaxInstances"
+                        } else {
+                            "BelowMaxInstances"
+                        },
+                        if at_max {
+                            format!("the load asks for more than maxInstances ({}): {}; raise spec.autoscaling.maxInstances", a.max_instances, d.reason)
+                        } else {
+                            format!("{} of at most {} instances", d.desired, a.max_instances)
+                        },
+                    ),
+                    &now_s,
+                );
+                let scaling_failed = !hard.is_empty() && replicas != desired;
+                if scaling_failed {
+                    self.metrics.scaling_errors.with_label_values(&[name]).inc();
+                }
+                set_condition(
+                    &mut prev.conditions,
+                    cond(
+                        "ScalingFailed",
+                        scaling_failed,
+                        if scaling_failed {
+                            "ActionsFailed"
+                        } else {
+                            "AsExpected"
+                        },
+                        if scaling_failed {
+                            format!(
+                                "scaling to {desired} failed: {}",
+                                hard.iter()
+                                    .map(|s| s.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            )
+                        } else {
+                            "no scaling errors".into()
+                        },
+                    ),
+                    &now_s,
+                );
+            }
+            None => {
+                prev.autoscaler = None;
+                let _ = self.metrics.max_instances.remove_label_values(&[name]);
+                prev.conditions
+                    .retain(|c| c.type_ != "MaxInstancesReached" && c.type_ != "ScalingFailed");
+            }
+        }
         prev
     }
 
@@ -1176,7 +1475,7 @@ impl Reconciler {
             .and_then(|o| o.meta.uid)
             .unwrap_or_else(|| "(new)".into());
         let observed = self
-            .observe(name, &desired.spec)
+            .observe(name, &desired.spec, false)
             .await
             .map_err(|e| e.to_string())?;
         let d = Desired {
@@ -1229,4 +1528,21 @@ enum ProxyOutcome {
         upstreams: Vec<String>,
         notices: Vec<String>,
     },
+}
+
+/// One instance's load in this pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Load {
+    /// CPU use as % of its `limits.cpu` since the last pass.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use, bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+/// What one pass decided and did, for status.
+struct Pass<'a> {
+    plan: &'a Plan,
+    failures: &'a [String],
+    desired: u32,
+    load: &'a HashMap<String, Load>,
 }

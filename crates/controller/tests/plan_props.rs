@@ -39,6 +39,7 @@ enum Gen {
         drift_cpu: bool,
         drop_proxy: bool,
         stale_files: bool,
+        sick: u8,
     },
     Stranger {
         ord: u32,
@@ -50,8 +51,8 @@ enum Gen {
 
 fn gen_instance() -> impl Strategy<Value = Gen> {
     prop_oneof![
-        6 => (0u32..12, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-            |(ord, running, ready, old_image, drift_cpu, drop_proxy, stale_files)| Gen::Mine { ord, running, ready, old_image, drift_cpu, drop_proxy, stale_files }
+        6 => (0u32..12, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 0u8..6).prop_map(
+            |(ord, running, ready, old_image, drift_cpu, drop_proxy, stale_files, sick)| Gen::Mine { ord, running, ready, old_image, drift_cpu, drop_proxy, stale_files, sick }
         ),
         1 => (0u32..12).prop_map(|ord| Gen::Stranger { ord }),
         1 => "[a-z]{1,4}-[0-9]".prop_map(|name| Gen::OtherCluster { name }),
@@ -73,6 +74,7 @@ fn build(gens: &[Gen], s: &BotClusterSpec) -> Vec<ObservedInstance> {
                 drift_cpu,
                 drop_proxy,
                 stale_files,
+                sick,
             } => {
                 let name = instance_name(NAME, *ord);
                 if !seen.insert(name.clone()) {
@@ -123,7 +125,13 @@ fn build(gens: &[Gen], s: &BotClusterSpec) -> Vec<ObservedInstance> {
                     },
                     config: n.config,
                     devices: n.devices,
-                    ready: *running && *ready,
+                    ready: *running && *ready && *sick == 0,
+                    // The reconciler's verdict after failed health checks (mostly healthy).
+                    unhealthy: match sick {
+                        4 => Unhealthy::Restart,
+                        5 => Unhealthy::Replace,
+                        _ => Unhealthy::No,
+                    },
                 });
             }
             Gen::Stranger { ord } => {
@@ -138,6 +146,7 @@ fn build(gens: &[Gen], s: &BotClusterSpec) -> Vec<ObservedInstance> {
                     config: BTreeMap::new(),
                     devices: BTreeMap::new(),
                     ready: true,
+                    ..Default::default()
                 });
             }
             Gen::OtherCluster { name } => {
@@ -154,6 +163,7 @@ fn build(gens: &[Gen], s: &BotClusterSpec) -> Vec<ObservedInstance> {
                     config,
                     devices: BTreeMap::new(),
                     ready: true,
+                    ..Default::default()
                 });
             }
         }

@@ -1,0 +1,150 @@
+//! What the reconciler remembers between passes about each cluster: probe history per
+//! instance (for `health.retries`), restart attempts, CPU samples, and the autoscaler's history.
+//!
+//! This memory is an optimisation, not a source of truth: after an operator restart it starts
+//! empty, which only means an unhealthy instance is judged again from scratch and the
+//! autoscaler waits one `cooldown` before scaling down.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use botcluster_api::spec::{BotClusterSpec, HealthCheck};
+
+use crate::plan::{ObservedInstance, Unhealthy};
+use crate::probe::ProbeResult;
+
+/// Per-instance health memory.
+#[derive(Clone, Debug)]
+pub struct InstanceHealth {
+    /// Failed probes in a row.
+    pub fails: u32,
+    /// Passed a probe since it (re)started.
+    pub passed: bool,
+    /// A restart was tried for this unhealthy streak.
+    pub restarted: bool,
+    /// When this streak of life began (first seen running, or restarted).
+    pub since: Instant,
+    /// The last probe.
+    pub last: Option<ProbeResult>,
+}
+
+/// Per-cluster memory.
+#[derive(Default)]
+pub struct ClusterMemory {
+    /// By instance name.
+    pub health: HashMap<String, InstanceHealth>,
+    /// CPU seconds by instance at the last sample.
+    pub cpu: HashMap<String, (Instant, f64)>,
+    /// The autoscaler's history.
+    pub history: botcluster_autoscale::History,
+    /// The autoscaler's last desired count.
+    pub desired: Option<u32>,
+    /// RFC 3339 time of the last scaling.
+    pub last_scale: Option<String>,
+    /// The last decision, for status.
+    pub decision: Option<botcluster_autoscale::Decision>,
+}
+
+/// How long a new or restarted instance may fail its probes before they count: it is still
+/// booting.
+pub fn startup_grace(h: &HealthCheck) -> Duration {
+    (h.interval.get() * h.retries.max(1)).max(Duration::from_secs(10))
+}
+
+/// A transition worth an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthChange {
+    /// Crossed `retries` failures.
+    BecameUnhealthy { name: String, message: String },
+    /// Passed again after being unhealthy.
+    Recovered { name: String },
+}
+
+impl ClusterMemory {
+    /// Folds this pass's probe results into the memory and sets `ready` and `unhealthy` on each
+    /// observed instance. Returns the transitions. With `count_failures` false (a second look
+    /// in the same pass), passes count but failures do not, so one pass is one probe.
+    pub fn judge(
+        &mut self,
+        spec: &BotClusterSpec,
+        observed: &mut [ObservedInstance],
+        probes: &[Option<ProbeResult>],
+        now: Instant,
+        count_failures: bool,
+    ) -> Vec<HealthChange> {
+        let retries = spec.health.retries.max(1);
+        let grace = startup_grace(&spec.health);
+        let mut changes = Vec::new();
+        let mut alive = std::collections::HashSet::new();
+        for (o, p) in observed.iter_mut().zip(probes) {
+            let Some(p) = p else {
+                o.ready = false;
+                continue;
+            };
+            alive.insert(o.name.clone());
+            let h = self.health.entry(o.name.clone()).or_insert(InstanceHealth {
+                fails: 0,
+                passed: false,
+                restarted: false,
+                since: now,
+                last: None,
+            });
+            let was_unhealthy = h.fails >= retries;
+            if p.ready {
+                if was_unhealthy {
+                    changes.push(HealthChange::Recovered {
+                        name: o.name.clone(),
+                    });
+                }
+                h.fails = 0;
+                h.passed = true;
+                h.restarted = false;
+            } else if count_failures {
+                h.fails += 1;
+            }
+            h.last = Some(p.clone());
+            // Ready: has passed since it started, and has not failed `retries` in a row.
+            o.ready = h.passed && h.fails < retries;
+            let judged = h.passed || now.duration_since(h.since) >= grace;
+            o.unhealthy = if h.fails >= retries && judged {
+                if !was_unhealthy || h.fails == retries {
+                    changes.push(HealthChange::BecameUnhealthy {
+                        name: o.name.clone(),
+                        message: format!(
+                            "{} failed {} health check(s) in a row: {}",
+                            o.name,
+                            h.fails,
+                            p.message.clone().unwrap_or_else(|| p.health.clone())
+                        ),
+                    });
+                }
+                if h.restarted {
+                    Unhealthy::Replace
+                } else {
+                    Unhealthy::Restart
+                }
+            } else {
+                Unhealthy::No
+            };
+        }
+        // Forget instances that are gone or stopped.
+        self.health.retain(|n, _| alive.contains(n));
+        changes
+    }
+
+    /// Records that `name` was restarted: a fresh streak with a grace period.
+    pub fn restarted(&mut self, name: &str, now: Instant) {
+        if let Some(h) = self.health.get_mut(name) {
+            h.fails = 0;
+            h.passed = false;
+            h.restarted = true;
+            h.since = now;
+        }
+    }
+
+    /// Forgets `name` (replaced or deleted).
+    pub fn forget(&mut self, name: &str) {
+        self.health.remove(name);
+        self.cpu.remove(name);
+    }
+}
