@@ -1367,6 +1367,8 @@ impl Reconciler {
                     ),
                     &now_s,
                 );
+                // Create the series at 0, so the first error is an increase alerts can see.
+                let _ = self.metrics.scaling_errors.with_label_values(&[name]);
                 let scaling_failed = !hard.is_empty() && replicas != desired;
                 if scaling_failed {
                     self.metrics.scaling_errors.with_label_values(&[name]).inc();
