@@ -38,6 +38,15 @@ pub struct ServeArgs {
     /// a `loadBalancer` get a server there. Without it, they report ProxyNotConfigured.
     #[arg(long, env = "BOTCLUSTER_CADDY_ADMIN")]
     pub caddy_admin: Option<String>,
+    /// Consecutive failures to reach LXD before the circuit breaker opens.
+    #[arg(long, default_value_t = 5)]
+    pub breaker_threshold: u32,
+    /// How long the breaker stays open before trial calls.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub breaker_timeout: std::time::Duration,
+    /// Trial calls when half-open.
+    #[arg(long, default_value_t = 3)]
+    pub breaker_half_open: u32,
     /// Serve the API only; do not reconcile.
     #[arg(long)]
     pub no_controller: bool,
@@ -114,8 +123,13 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         let client = client.with_observer(Arc::new(botcluster_controller::metrics::LxdObserver(
             cm.clone(),
         )));
-        let backend = Arc::new(botcluster_controller::backend::LxdBackend::new(
-            client.clone(),
+        let backend = Arc::new(botcluster_controller::breaker::BreakerBackend::new(
+            botcluster_controller::backend::LxdBackend::new(client.clone()),
+            botcluster_controller::breaker::BreakerConfig {
+                threshold: args.breaker_threshold,
+                timeout: args.breaker_timeout,
+                half_open: args.breaker_half_open,
+            },
         ));
         let proxy: Option<Arc<dyn botcluster_controller::proxy::ProxyBackend>> = match &args
             .caddy_admin

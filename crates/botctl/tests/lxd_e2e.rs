@@ -109,6 +109,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Operator {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     caddy: Option<Caddy>,
+    /// A socket to reach LXD through instead of the default one.
+    lxd_socket: Option<PathBuf>,
     child: Option<Child>,
     addr: String,
     dir: tempfile::TempDir,
@@ -134,6 +136,7 @@ impl Operator {
         let mut op = Operator {
             _serial: serial,
             caddy,
+            lxd_socket: None,
             child: None,
             addr: String::new(),
             dir: tempfile::tempdir().unwrap(),
@@ -165,6 +168,10 @@ impl Operator {
         let admin = self.caddy.as_ref().map(|c| c.admin_url.clone());
         if let Some(a) = &admin {
             args.extend(["--caddy-admin", a.as_str()]);
+        }
+        let socket = self.lxd_socket.as_ref().map(|p| p.display().to_string());
+        if let Some(sock) = &socket {
+            args.extend(["--lxd", sock.as_str()]);
         }
         let child = Command::new(env!("CARGO_BIN_EXE_botctl"))
             .args(&args)
@@ -969,6 +976,253 @@ async fn scale_down_drains_before_stopping_with_no_failed_requests() {
         String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
             .to_string();
     assert!(events.contains("Drained"), "{events}");
+    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "120s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health, failover and autoscaling.
+
+fn condition(obj: &Value, type_: &str) -> Option<Value> {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_container_is_restarted_and_back_in_rotation_with_no_failed_requests() {
+    let Some(op) = Operator::start_with("heal", true).await else {
+        return;
+    };
+    let lb_port = free_port();
+    op.apply(&format!(
+        "  replicas: 2\n  health:\n    interval: 1s\n    timeout: 1s\n    retries: 2\n  loadBalancer:\n    listen: 127.0.0.1:{lb_port}\n    healthCheck: {{uri: /api/health, interval: 1s, timeout: 1s}}\n    routes:\n      - name: all\n        tryDuration: 5s\n"
+    ));
+    op.wait_ready();
+    let url = op.lb_url();
+    let victim = format!("{}-0", op.cluster);
+    let victim_url = op
+        .get()
+        .pointer("/status/instances")
+        .and_then(Value::as_array)
+        .and_then(|is| {
+            is.iter()
+                .find(|i| i["name"] == victim.as_str())
+                .and_then(|i| i["url"].as_str().map(str::to_string))
+        })
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .no_proxy()
+                .build()
+                .unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match via_lb(&http, &url, None).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (ok, failed)
+        })
+    };
+    // The botserver in one container stops answering its health checks.
+    reqwest::Client::new()
+        .post(format!("{victim_url}/sim/unhealthy"))
+        .send()
+        .await
+        .unwrap();
+    op.wait_for(
+        "an Unhealthy event and a restart",
+        Duration::from_secs(90),
+        || async {
+            let ev = String::from_utf8_lossy(
+                &op.botctl(&["status", &op.cluster, "--events", "50"]).stdout,
+            )
+            .to_string();
+            ev.contains("Unhealthy") && ev.contains("Restarted")
+        },
+    )
+    .await;
+    // Restarted, the botserver is healthy again, and back in the pool.
+    op.wait_for(
+        "the restarted instance back in rotation",
+        Duration::from_secs(90),
+        || async {
+            let o = op.get();
+            o.pointer("/status/readyReplicas") == Some(&Value::from(2))
+                && o.pointer("/status/proxy/upstreams")
+                    .and_then(Value::as_array)
+                    .is_some_and(|u| u.len() == 2)
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.await.unwrap();
+    assert!(ok > 20, "the client barely ran");
+    assert!(
+        failed.is_empty(),
+        "{} requests failed: {failed:?}\n{}",
+        failed.len(),
+        op.log()
+    );
+    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "120s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_the_window() {
+    let Some(op) = Operator::start("scale").await else {
+        return;
+    };
+    op.apply(
+        "  replicas: 1\n  resources:\n    cpu: 1\n    memory: 256MiB\n  health:\n    interval: 1s\n    timeout: 1s\n  autoscaling:\n    enabled: true\n    minInstances: 1\n    maxInstances: 3\n    cpuThreshold: 50\n    checkInterval: 2s\n    cooldown: 20s\n",
+    );
+    op.wait_ready();
+    let url = instance_urls(&op.get()).remove(0);
+    // Burn a whole CPU in the only instance for 20 s: 100 % of limits.cpu, twice the target.
+    let busy_at = Instant::now();
+    reqwest::Client::new()
+        .post(format!("{url}/sim/busy?cpu_secs=20"))
+        .send()
+        .await
+        .unwrap();
+    op.wait_for("a scale-up", Duration::from_secs(30), || async {
+        op.containers().await.len() >= 2
+    })
+    .await;
+    let reacted = busy_at.elapsed();
+    op.wait_ready();
+    let o = op.get();
+    let a = o
+        .pointer("/status/autoscaler")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(a["desiredReplicas"].as_u64().unwrap_or(0) >= 2, "{a}");
+    assert!(
+        a["decidedBy"].as_str().is_some_and(|d| d.contains("cpu")),
+        "{a}"
+    );
+    let events =
+        String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
+            .to_string();
+    assert!(
+        events.contains("ScaledUp") && events.contains("scaled 1 → "),
+        "{events}"
+    );
+    eprintln!("reacted to load in {reacted:?}");
+    // The load ends after 20 s; the scale-down waits out the 20 s window.
+    let scaled = op.containers().await.len();
+    tokio::time::sleep(
+        Duration::from_secs(20).saturating_sub(busy_at.elapsed()) + Duration::from_secs(8),
+    )
+    .await;
+    assert_eq!(
+        op.containers().await.len(),
+        scaled,
+        "scaled down inside the stabilization window\n{}",
+        op.log()
+    );
+    op.wait_for(
+        "the scale-down after the window",
+        Duration::from_secs(90),
+        || async { op.containers().await.len() == 1 },
+    )
+    .await;
+    let events =
+        String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
+            .to_string();
+    assert!(events.contains("ScaledDown"), "{events}");
+    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "120s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Forwards a unix socket to LXD's, so a test can cut the operator off from LXD (as if the
+/// daemon were stopped) without stopping the daemon other tests use.
+struct LxdCut {
+    path: PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LxdCut {
+    fn open(dir: &Path) -> LxdCut {
+        let path = dir.join("lxd.sock");
+        let mut c = LxdCut { path, task: None };
+        c.connect();
+        c
+    }
+    fn connect(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).unwrap();
+        let target = Client::default_socket_path();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                conns.push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::UnixStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        }));
+    }
+    fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_lxd_makes_the_cluster_degraded_with_backoff_and_it_recovers() {
+    let Some(mut op) = Operator::start("cut").await else {
+        return;
+    };
+    // Restart the operator against a socket the test controls.
+    op.kill_9();
+    let mut cut = LxdCut::open(op.dir.path());
+    op.lxd_socket = Some(cut.path.clone());
+    op.spawn();
+    op.apply("  replicas: 1\n");
+    op.wait_ready();
+    cut.cut();
+    // Scale while LXD is gone: the operator cannot act, says so, and backs off.
+    op.apply("  replicas: 2\n");
+    op.wait_for(
+        "Degraded with a backoff",
+        Duration::from_secs(60),
+        || async {
+            let o = op.get();
+            condition(&o, "Degraded")
+                .is_some_and(|c| c["status"] == "True" && c["reason"] == "ReconcileError")
+                && o.pointer("/status/backoff/failures")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    >= 2
+        },
+    )
+    .await;
+    let status = String::from_utf8_lossy(&op.botctl(&["status", &op.cluster]).stdout).to_string();
+    assert!(
+        status.contains("Backoff:") && status.contains("ReconcileError"),
+        "{status}"
+    );
+    // LXD is back: the operator converges and clears the condition.
+    cut.connect();
+    op.wait_ready();
+    op.wait_for("Degraded cleared", Duration::from_secs(60), || async {
+        condition(&op.get(), "Degraded").is_some_and(|c| c["status"] == "False")
+    })
+    .await;
+    assert_eq!(op.containers().await.len(), 2);
     let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "120s"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
