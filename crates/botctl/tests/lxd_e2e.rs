@@ -1086,6 +1086,14 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
     );
     op.wait_ready();
     let url = instance_urls(&op.get()).remove(0);
+    // The autoscaler ignores an instance's first 10 s of CPU (booting is not load).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let idle = op.get();
+    assert_eq!(
+        idle.pointer("/status/autoscaler/desiredReplicas"),
+        Some(&Value::from(1)),
+        "{idle}"
+    );
     // Burn a whole CPU in the only instance for 20 s: 100 % of limits.cpu, twice the target.
     let busy_at = Instant::now();
     reqwest::Client::new()
@@ -1093,22 +1101,37 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         .send()
         .await
         .unwrap();
-    op.wait_for("a scale-up", Duration::from_secs(30), || async {
-        op.containers().await.len() >= 2
+    op.wait_for("a scale-up decision", Duration::from_secs(30), || async {
+        op.get()
+            .pointer("/status/autoscaler/desiredReplicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            >= 2
     })
     .await;
     let reacted = busy_at.elapsed();
-    op.wait_ready();
-    let o = op.get();
-    let a = o
+    let a = op
+        .get()
         .pointer("/status/autoscaler")
         .cloned()
         .unwrap_or(Value::Null);
-    assert!(a["desiredReplicas"].as_u64().unwrap_or(0) >= 2, "{a}");
     assert!(
         a["decidedBy"].as_str().is_some_and(|d| d.contains("cpu")),
         "{a}"
     );
+    // The check interval is 2 s; allow for the CPU sample that must span the load.
+    assert!(
+        reacted < Duration::from_secs(10),
+        "reacted only after {reacted:?}"
+    );
+    op.wait_for("2 instances ready", Duration::from_secs(120), || async {
+        let o = op.get();
+        o.pointer("/status/readyReplicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            >= 2
+    })
+    .await;
     let events =
         String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
             .to_string();
@@ -1117,7 +1140,7 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         "{events}"
     );
     eprintln!("reacted to load in {reacted:?}");
-    // The load ends after 20 s; the scale-down waits out the 20 s window.
+    // The load ends after 20 s; the scale-down waits out the 20 s window after it.
     let scaled = op.containers().await.len();
     tokio::time::sleep(
         Duration::from_secs(20).saturating_sub(busy_at.elapsed()) + Duration::from_secs(8),
@@ -1147,34 +1170,40 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
 /// daemon were stopped) without stopping the daemon other tests use.
 struct LxdCut {
     path: PathBuf,
-    task: Option<tokio::task::JoinHandle<()>>,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl LxdCut {
     fn open(dir: &Path) -> LxdCut {
         let path = dir.join("lxd.sock");
-        let mut c = LxdCut { path, task: None };
+        let c = LxdCut {
+            path,
+            tasks: Default::default(),
+        };
         c.connect();
         c
     }
-    fn connect(&mut self) {
+    fn connect(&self) {
         let _ = std::fs::remove_file(&self.path);
         let listener = tokio::net::UnixListener::bind(&self.path).unwrap();
         let target = Client::default_socket_path();
-        self.task = Some(tokio::spawn(async move {
-            let mut conns = Vec::new();
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let target = target.clone();
-                conns.push(tokio::spawn(async move {
+                let conn = tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::UnixStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
-                }));
+                });
+                tasks.lock().unwrap().push(conn);
             }
-        }));
+        });
+        self.tasks.lock().unwrap().push(accept);
     }
-    fn cut(&mut self) {
-        if let Some(t) = self.task.take() {
+    /// Closes the socket and every connection through it.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
             t.abort();
         }
         let _ = std::fs::remove_file(&self.path);
@@ -1188,7 +1217,7 @@ async fn losing_lxd_makes_the_cluster_degraded_with_backoff_and_it_recovers() {
     };
     // Restart the operator against a socket the test controls.
     op.kill_9();
-    let mut cut = LxdCut::open(op.dir.path());
+    let cut = LxdCut::open(op.dir.path());
     op.lxd_socket = Some(cut.path.clone());
     op.spawn();
     op.apply("  replicas: 1\n");

@@ -99,8 +99,12 @@ pub trait ContainerBackend: Send + Sync + 'static {
     ) -> Result<()>;
     /// Writes a file (parents created).
     async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()>;
-    /// Usage of every instance, by name.
-    async fn usage(&self) -> Result<HashMap<String, Usage>>;
+    /// Usage of the named (running) instances, by name.
+    ///
+    /// On LXD this reads each instance's own state, not `GET /1.0/metrics`: on LXD 5.0.2 the
+    /// metrics endpoint queries every instance, including ones that are starting, and doing so
+    /// during a start was seen to stall that start's hooks until they time out (90 s).
+    async fn usage(&self, names: &[String]) -> Result<HashMap<String, Usage>>;
     /// How many mutating requests were sent so far (tests prove "zero writes" with it).
     fn write_count(&self) -> u64;
 }
@@ -299,22 +303,27 @@ impl ContainerBackend for LxdBackend {
             .map_err(classify)
     }
 
-    async fn usage(&self) -> Result<HashMap<String, Usage>> {
-        let m = self.client.metrics().await.map_err(classify)?;
-        let project = self.client.project().unwrap_or("default").to_string();
-        Ok(m.instances
-            .into_iter()
-            .filter(|(_, i)| i.project == project)
-            .map(|(_, i)| {
-                (
-                    i.name.clone(),
-                    Usage {
-                        cpu_seconds: i.cpu_seconds,
-                        memory_bytes: i.memory_bytes,
-                    },
-                )
-            })
-            .collect())
+    async fn usage(&self, names: &[String]) -> Result<HashMap<String, Usage>> {
+        let calls = names
+            .iter()
+            .map(|n| async move { (n.clone(), self.client.get_instance_state(n).await) });
+        let mut out = HashMap::new();
+        for (name, r) in futures_util::future::join_all(calls).await {
+            match r {
+                Ok(st) => {
+                    out.insert(
+                        name,
+                        Usage {
+                            cpu_seconds: st.cpu.usage.max(0) as f64 / 1e9,
+                            memory_bytes: st.memory.usage.max(0) as u64,
+                        },
+                    );
+                }
+                Err(lxd_client::Error::NotFound { .. }) => {}
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        Ok(out)
     }
 
     fn write_count(&self) -> u64 {
@@ -529,7 +538,7 @@ impl ContainerBackend for FakeBackend {
                 .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))
         })
     }
-    async fn usage(&self) -> Result<HashMap<String, Usage>> {
+    async fn usage(&self, _names: &[String]) -> Result<HashMap<String, Usage>> {
         Ok(HashMap::new())
     }
     fn write_count(&self) -> u64 {

@@ -190,8 +190,8 @@ impl<B: ContainerBackend> ContainerBackend for BreakerBackend<B> {
     async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()> {
         self.call(self.inner.push_file(name, file)).await
     }
-    async fn usage(&self) -> Result<HashMap<String, Usage>> {
-        self.call(self.inner.usage()).await
+    async fn usage(&self, names: &[String]) -> Result<HashMap<String, Usage>> {
+        self.call(self.inner.usage(names)).await
     }
     fn write_count(&self) -> u64 {
         self.inner.write_count()

@@ -35,6 +35,8 @@ pub struct ClusterMemory {
     pub health: HashMap<String, InstanceHealth>,
     /// CPU seconds by instance at the last sample.
     pub cpu: HashMap<String, (Instant, f64)>,
+    /// When each instance was first sampled (start-up CPU is not load).
+    pub first_sample: HashMap<String, Instant>,
     /// The autoscaler's history.
     pub history: botcluster_autoscale::History,
     /// The autoscaler's last desired count.
@@ -50,6 +52,11 @@ pub struct ClusterMemory {
 pub fn startup_grace(h: &HealthCheck) -> Duration {
     (h.interval.get() * h.retries.max(1)).max(Duration::from_secs(10))
 }
+
+/// How long after an instance is first sampled its CPU is ignored by the autoscaler: booting
+/// burns CPU that is not load (Kubernetes' HPA has the same rule, its
+/// `cpu-initialization-period`).
+pub const CPU_WARMUP: Duration = Duration::from_secs(10);
 
 /// A transition worth an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,5 +153,6 @@ impl ClusterMemory {
     pub fn forget(&mut self, name: &str) {
         self.health.remove(name);
         self.cpu.remove(name);
+        self.first_sample.remove(name);
     }
 }

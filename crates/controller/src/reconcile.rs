@@ -297,7 +297,17 @@ impl Reconciler {
         spec: &BotClusterSpec,
         observed: &[ObservedInstance],
     ) -> HashMap<String, Load> {
-        let usage = self.backend.usage().await.unwrap_or_default();
+        // Only instances that finished starting (see ContainerBackend::usage).
+        let names: Vec<String> = observed
+            .iter()
+            .filter(|o| o.running && o.ready)
+            .map(|o| o.name.clone())
+            .collect();
+        let usage = if names.is_empty() {
+            HashMap::new()
+        } else {
+            self.backend.usage(&names).await.unwrap_or_default()
+        };
         let cpus = spec
             .resources
             .cpu
@@ -313,6 +323,7 @@ impl Reconciler {
                     continue;
                 };
                 let prev = m.cpu.insert(o.name.clone(), (now, u.cpu_seconds));
+                let first = *m.first_sample.entry(o.name.clone()).or_insert(now);
                 let cpu_percent = prev.and_then(|(t0, c0)| {
                     let dt = now.duration_since(t0).as_secs_f64();
                     (dt > 0.2 && u.cpu_seconds >= c0)
@@ -323,6 +334,7 @@ impl Reconciler {
                     Load {
                         cpu_percent,
                         memory_bytes: (u.memory_bytes > 0).then_some(u.memory_bytes),
+                        warming: now.duration_since(first) < crate::health::CPU_WARMUP,
                     },
                 );
             }
@@ -364,7 +376,8 @@ impl Reconciler {
                 let l = load.get(&o.name);
                 let probe = m.health.get(&o.name).and_then(|h| h.last.clone());
                 instances.push(botcluster_autoscale::InstanceMetrics {
-                    cpu_percent: l.and_then(|l| l.cpu_percent),
+                    // Start-up CPU is not load.
+                    cpu_percent: l.filter(|l| !l.warming).and_then(|l| l.cpu_percent),
                     memory_percent: match (l.and_then(|l| l.memory_bytes), limit_bytes) {
                         (Some(b), Some(lim)) => Some(b as f64 / lim as f64 * 100.0),
                         _ => None,
@@ -1539,6 +1552,8 @@ pub struct Load {
     pub cpu_percent: Option<f64>,
     /// Memory in use, bytes.
     pub memory_bytes: Option<u64>,
+    /// Sampled for less than [`crate::health::CPU_WARMUP`]: its CPU is start-up, not load.
+    pub warming: bool,
 }
 
 /// What one pass decided and did, for status.
