@@ -38,7 +38,7 @@ pub struct ServeArgs {
     /// a `loadBalancer` get a server there. Without it, they report ProxyNotConfigured.
     #[arg(long, env = "BOTCLUSTER_CADDY_ADMIN")]
     pub caddy_admin: Option<String>,
-    /// Consecutive failures to reach LXD before the circuit breaker opens.
+    /// Consecutive failures to reach LXD (or Caddy) before its circuit breaker opens.
     #[arg(long, default_value_t = 5)]
     pub breaker_threshold: u32,
     /// How long the breaker stays open before trial calls.
@@ -123,13 +123,14 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         let client = client.with_observer(Arc::new(botcluster_controller::metrics::LxdObserver(
             cm.clone(),
         )));
+        let breaker = botcluster_controller::breaker::BreakerConfig {
+            threshold: args.breaker_threshold,
+            timeout: args.breaker_timeout,
+            half_open: args.breaker_half_open,
+        };
         let backend = Arc::new(botcluster_controller::breaker::BreakerBackend::new(
             botcluster_controller::backend::LxdBackend::new(client.clone()),
-            botcluster_controller::breaker::BreakerConfig {
-                threshold: args.breaker_threshold,
-                timeout: args.breaker_timeout,
-                half_open: args.breaker_half_open,
-            },
+            breaker,
         ));
         let proxy: Option<Arc<dyn botcluster_controller::proxy::ProxyBackend>> = match &args
             .caddy_admin
@@ -139,8 +140,9 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
                     .with_context(|| format!("--caddy-admin {url}: not an admin address; use http://127.0.0.1:2019 or unix:///path"))?;
                 let rate_limit = botcluster_controller::proxy::caddy_has_rate_limit();
                 tracing::info!(caddy = %url, rate_limit, "load balancer: Caddy");
-                Some(Arc::new(botcluster_controller::proxy::CaddyProxy::new(
-                    client, rate_limit,
+                Some(Arc::new(botcluster_controller::breaker::BreakerProxy::new(
+                    botcluster_controller::proxy::CaddyProxy::new(client, rate_limit),
+                    breaker,
                 )))
             }
             None => None,

@@ -843,10 +843,9 @@ async fn caddy_balances_sticks_heals_and_leaves_other_sites_alone() {
         },
     )
     .await;
-    http.post(format!("{victim_url}/sim/healthy"))
-        .send()
-        .await
-        .unwrap();
+    // The operator may already be restarting it (health.retries is 1 here): then the
+    // request has nothing to reach, which is fine.
+    let _ = http.post(format!("{victim_url}/sim/healthy")).send().await;
     op.wait_for(
         "the healed instance to return",
         Duration::from_secs(60),
@@ -1154,7 +1153,7 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
     );
     op.wait_for(
         "the scale-down after the window",
-        Duration::from_secs(90),
+        Duration::from_secs(180),
         || async { op.containers().await.len() == 1 },
     )
     .await;

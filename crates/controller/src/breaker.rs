@@ -198,6 +198,72 @@ impl<B: ContainerBackend> ContainerBackend for BreakerBackend<B> {
     }
 }
 
+/// A [`ProxyBackend`](crate::proxy::ProxyBackend) behind a [`Breaker`].
+pub struct BreakerProxy<P> {
+    inner: P,
+    breaker: Breaker,
+}
+
+impl<P: crate::proxy::ProxyBackend> BreakerProxy<P> {
+    /// Guards `inner`.
+    pub fn new(inner: P, config: BreakerConfig) -> Self {
+        BreakerProxy {
+            inner,
+            breaker: Breaker::new("the proxy", config),
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = std::result::Result<T, crate::proxy::ProxyError>>,
+    ) -> std::result::Result<T, crate::proxy::ProxyError> {
+        self.breaker
+            .admit(Instant::now())
+            .map_err(crate::proxy::ProxyError)?;
+        let r = f.await;
+        // Any proxy error counts: the admin API answers every well-formed request we send.
+        self.breaker.record(r.is_ok(), Instant::now());
+        r
+    }
+}
+
+#[async_trait]
+impl<P: crate::proxy::ProxyBackend> crate::proxy::ProxyBackend for BreakerProxy<P> {
+    async fn get_server(
+        &self,
+        name: &str,
+    ) -> std::result::Result<Option<serde_json::Value>, crate::proxy::ProxyError> {
+        self.call(self.inner.get_server(name)).await
+    }
+    async fn put_server(
+        &self,
+        name: &str,
+        server: &serde_json::Value,
+    ) -> std::result::Result<(), crate::proxy::ProxyError> {
+        self.call(self.inner.put_server(name, server)).await
+    }
+    async fn remove_server(
+        &self,
+        name: &str,
+    ) -> std::result::Result<bool, crate::proxy::ProxyError> {
+        self.call(self.inner.remove_server(name)).await
+    }
+    async fn upstreams(
+        &self,
+    ) -> std::result::Result<Vec<crate::proxy::UpstreamState>, crate::proxy::ProxyError> {
+        self.call(self.inner.upstreams()).await
+    }
+    fn supports_rate_limit(&self) -> bool {
+        self.inner.supports_rate_limit()
+    }
+    fn write_count(&self) -> u64 {
+        self.inner.write_count()
+    }
+    fn endpoint(&self) -> String {
+        self.inner.endpoint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
