@@ -115,6 +115,32 @@ pub struct LxdBackend {
 }
 
 impl LxdBackend {
+    /// Names of instances with a running LXD operation (best effort: empty on error).
+    async fn busy_instances(&self) -> std::collections::HashSet<String> {
+        let Ok(v) = self
+            .client
+            .request("GET", "/1.0/operations?recursion=1", None)
+            .await
+        else {
+            return Default::default();
+        };
+        v.get("running")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|op| {
+                op.pointer("/resources/instances")
+                    .and_then(|i| i.as_array())
+            })
+            .flatten()
+            .filter_map(|u| {
+                u.as_str()
+                    .and_then(|u| u.rsplit('/').next())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
     /// Wraps a client.
     pub fn new(client: lxd_client::Client) -> Self {
         LxdBackend { client }
@@ -174,6 +200,9 @@ impl ContainerBackend for LxdBackend {
             .list_instances(Some(&filter))
             .await
             .map_err(classify)?;
+        // Instances LXD is still working on (say, a start sent before an operator restart):
+        // acting on them again races LXD, which was seen to stall both operations.
+        let busy = self.busy_instances().await;
         Ok(list
             .into_iter()
             .filter(|i| {
@@ -181,6 +210,10 @@ impl ContainerBackend for LxdBackend {
                     || i.config.get(KEY_CLUSTER).map(String::as_str) == Some(cluster)
             })
             .map(observed)
+            .map(|mut o| {
+                o.busy = busy.contains(&o.name);
+                o
+            })
             .collect())
     }
 

@@ -49,6 +49,9 @@ pub struct ObservedInstance {
     pub ready: bool,
     /// The operator's verdict after repeated failed health checks.
     pub unhealthy: Unhealthy,
+    /// LXD is still running an operation on it (e.g. a start sent before an operator
+    /// restart): nothing is planned for it until that finishes.
+    pub busy: bool,
 }
 
 impl ObservedInstance {
@@ -323,13 +326,14 @@ pub fn plan(
     if desired.deleting {
         let mut all: Vec<(&u32, &&ObservedInstance)> = owned.iter().collect();
         all.reverse();
-        for (_, o) in all {
+        // Busy instances (an LXD operation under way) wait for the next pass.
+        for (_, o) in all.into_iter().filter(|(_, o)| !o.busy) {
             out.actions.push(Action::Delete {
                 name: o.name.clone(),
                 reason: DeleteReason::Teardown,
             });
         }
-        for o in strays {
+        for o in strays.into_iter().filter(|o| !o.busy) {
             out.actions.push(Action::Delete {
                 name: o.name.clone(),
                 reason: DeleteReason::Teardown,
@@ -340,14 +344,14 @@ pub fn plan(
 
     // Scale down first, highest ordinal first; then instances of ours with a broken ordinal.
     for (ord, o) in owned.iter().rev() {
-        if *ord >= desired.replicas {
+        if *ord >= desired.replicas && !o.busy {
             out.actions.push(Action::Delete {
                 name: o.name.clone(),
                 reason: DeleteReason::ScaleDown,
             });
         }
     }
-    for o in &strays {
+    for o in strays.iter().filter(|o| !o.busy) {
         out.actions.push(Action::Delete {
             name: o.name.clone(),
             reason: DeleteReason::ScaleDown,
@@ -419,6 +423,10 @@ pub fn plan(
             creates.push(Action::Create(new(&config)));
             continue;
         };
+        if o.busy {
+            unavailable += 1;
+            continue;
+        }
         let available = o.running && o.ready;
         if !available {
             unavailable += 1;
@@ -531,6 +539,7 @@ pub fn simulate(observed: &[ObservedInstance], actions: &[Action]) -> Vec<Observ
                         devices: n.devices.clone(),
                         ready: true,
                         unhealthy: Unhealthy::No,
+                        busy: false,
                     },
                 );
             }

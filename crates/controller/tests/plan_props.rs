@@ -132,6 +132,7 @@ fn build(gens: &[Gen], s: &BotClusterSpec) -> Vec<ObservedInstance> {
                         5 => Unhealthy::Replace,
                         _ => Unhealthy::No,
                     },
+                    busy: false,
                 });
             }
             Gen::Stranger { ord } => {
@@ -324,4 +325,38 @@ fn an_unsupported_limit_is_dropped_not_fought_over() {
     assert!(!n.config.contains_key("limits.disk.priority"));
     let obs = simulate(&[], &p.actions);
     assert!(plan(&d, &obs, &caps, &pool()).is_empty());
+}
+
+#[test]
+fn an_instance_lxd_is_still_working_on_gets_no_action() {
+    let s = spec("img", None, 1, false);
+    let d = Desired {
+        name: NAME,
+        uid: UID,
+        spec: &s,
+        replicas: 2,
+        deleting: false,
+    };
+    let mut obs = simulate(
+        &[],
+        &plan(&d, &[], &Capabilities::default(), &pool()).actions,
+    );
+    for o in &mut obs {
+        o.running = false;
+        o.busy = o.name == "web-0";
+    }
+    let p = plan(&d, &obs, &Capabilities::default(), &pool());
+    assert_eq!(
+        p.actions.iter().map(Action::instance).collect::<Vec<_>>(),
+        vec!["web-1"]
+    );
+    let teardown = Desired {
+        deleting: true,
+        ..d
+    };
+    let p = plan(&teardown, &obs, &Capabilities::default(), &pool());
+    assert_eq!(
+        p.actions.iter().map(Action::instance).collect::<Vec<_>>(),
+        vec!["web-1"]
+    );
 }
