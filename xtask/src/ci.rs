@@ -42,7 +42,34 @@ pub fn run(args: &[&str]) -> Result<()> {
         crate::lxd::up(&[])?;
         println!("==> cargo xtask caddy-up");
         crate::caddy::up(&[])?;
+        ensure_promtool()?;
     }
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    Ok(())
+}
+
+/// `promtool` (Debian's `prometheus` package) checks `manifests/prometheus/alerts.yml`.
+fn ensure_promtool() -> Result<()> {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    if found {
+        println!("==> promtool: already installed");
+        return Ok(());
+    }
+    println!("==> promtool: installing Debian's prometheus package");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "prometheus"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !install() {
+        // A fresh machine may not have package lists yet.
+        let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        if !install() {
+            bail!("could not install promtool: run `apt-get install prometheus` as root");
+        }
+    }
     Ok(())
 }
