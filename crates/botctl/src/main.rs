@@ -140,7 +140,8 @@ enum Command {
     },
     /// Print the BotCluster JSON Schema.
     Schema,
-    /// Run the API server (and, from the reconcile issue on, the controller).
+    /// Run the API server and the controller that reconciles LXD containers and the Caddy
+    /// load balancer.
     Serve(serve::ServeArgs),
     /// Print shell completions.
     ///

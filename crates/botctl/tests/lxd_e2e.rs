@@ -67,6 +67,8 @@ async fn force_delete(client: &Client, name: &str) {
     let _ = client
         .change_state(name, &InstanceStatePut::stop().force(true))
         .await;
+    // Let LXD's stop hooks run before the instance disappears (see LxdBackend::delete).
+    tokio::time::sleep(Duration::from_millis(750)).await;
     let _ = client.delete_instance(name).await;
 }
 

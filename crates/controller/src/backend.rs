@@ -280,6 +280,17 @@ impl ContainerBackend for LxdBackend {
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
+        // LXD 5.0.2 runs the container's stop hooks (`lxd callhook ... stop`) after the stop
+        // operation returns; deleting at once makes them fail ("Instance not found", "busy
+        // running a stop operation"), and those failures were seen next to stalled starts of
+        // other containers. Give the hooks a moment, and wait out any operation still on it.
+        for _ in 0..20 {
+            if !self.busy_instances().await.contains(name) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(750)).await;
         match self.client.delete_instance(name).await {
             Ok(()) | Err(lxd_client::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(classify(e)),
