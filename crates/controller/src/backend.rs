@@ -558,19 +558,7 @@ impl ContainerBackend for FakeBackend {
             let o = m
                 .get_mut(name)
                 .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
-            for (k, v) in config {
-                if v.is_empty() {
-                    o.config.remove(k);
-                } else {
-                    o.config.insert(k.clone(), v.clone());
-                }
-            }
-            for (k, d) in devices {
-                o.devices.insert(k.clone(), d.clone());
-            }
-            for d in remove_devices {
-                o.devices.remove(d);
-            }
+            crate::plan::apply_patch(o, config, devices, remove_devices);
             Ok(())
         })
     }

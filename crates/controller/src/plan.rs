@@ -519,6 +519,29 @@ pub fn plan(
     out
 }
 
+/// Applies a `Patch` the way LXD's PATCH (and a PUT for removals) does: config keys merge and
+/// `""` removes one; each named device is replaced whole.
+pub fn apply_patch(
+    o: &mut ObservedInstance,
+    config: &BTreeMap<String, String>,
+    devices: &BTreeMap<String, Device>,
+    remove_devices: &[String],
+) {
+    for (k, v) in config {
+        if v.is_empty() {
+            o.config.remove(k);
+        } else {
+            o.config.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, d) in devices {
+        o.devices.insert(k.clone(), d.clone());
+    }
+    for d in remove_devices {
+        o.devices.remove(d);
+    }
+}
+
 /// Applies a plan to observed state as a perfect backend would: the model the property tests
 /// check the planner against. New and started instances come up running and ready.
 pub fn simulate(observed: &[ObservedInstance], actions: &[Action]) -> Vec<ObservedInstance> {
@@ -558,19 +581,7 @@ pub fn simulate(observed: &[ObservedInstance], actions: &[Action]) -> Vec<Observ
                 remove_devices,
             } => {
                 if let Some(o) = by_name.get_mut(name) {
-                    for (k, v) in config {
-                        if v.is_empty() {
-                            o.config.remove(k);
-                        } else {
-                            o.config.insert(k.clone(), v.clone());
-                        }
-                    }
-                    for (k, d) in devices {
-                        o.devices.insert(k.clone(), d.clone());
-                    }
-                    for d in remove_devices {
-                        o.devices.remove(d);
-                    }
+                    apply_patch(o, config, devices, remove_devices);
                 }
             }
             Action::PushFiles { name, hash, .. } => {
