@@ -269,6 +269,17 @@ impl Operator {
 
     /// Mutating LXD requests the operator has sent, from its /metrics.
     async fn lxd_writes(&self) -> u64 {
+        let mut total = 0.0;
+        for m in ["POST", "PUT", "PATCH", "DELETE"] {
+            total += self
+                .metric_where("botcluster_lxd_requests_total{", &format!("method=\"{m}\""))
+                .await;
+        }
+        total as u64
+    }
+
+    /// The sum of the operator's metric lines that start with `prefix` and contain `filter`.
+    async fn metric_where(&self, prefix: &str, filter: &str) -> f64 {
         let token = std::fs::read_to_string(self.dir.path().join("token")).unwrap();
         let text = reqwest::Client::new()
             .get(format!("http://{}/metrics", self.addr))
@@ -280,19 +291,9 @@ impl Operator {
             .await
             .unwrap();
         text.lines()
-            .filter(|l| l.starts_with("botcluster_lxd_requests_total{"))
-            .filter(|l| {
-                [
-                    "method=\"POST\"",
-                    "method=\"PUT\"",
-                    "method=\"PATCH\"",
-                    "method=\"DELETE\"",
-                ]
-                .iter()
-                .any(|m| l.contains(m))
-            })
+            .filter(|l| l.starts_with(prefix) && l.contains(filter))
             .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
-            .sum::<f64>() as u64
+            .sum()
     }
 
     async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut f: F)
@@ -701,20 +702,7 @@ async fn via_lb(
 
 impl Operator {
     async fn metric(&self, name: &str) -> f64 {
-        let token = std::fs::read_to_string(self.dir.path().join("token")).unwrap();
-        let text = reqwest::Client::new()
-            .get(format!("http://{}/metrics", self.addr))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
-            .sum()
+        self.metric_where(name, "").await
     }
 
     fn lb_url(&self) -> String {
