@@ -666,6 +666,47 @@ impl Drop for Caddy {
     }
 }
 
+/// A client sending GETs through the load balancer, one after another, until told to stop;
+/// counts answers and failures (see [`via_lb`]).
+struct SteadyClient {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<(u32, Vec<String>)>,
+}
+
+impl SteadyClient {
+    fn start(url: &str, pause: Duration) -> SteadyClient {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let url = url.to_string();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .no_proxy()
+                .build()
+                .unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let started = Instant::now();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(600)
+            {
+                match via_lb(&http, &url, None).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+                tokio::time::sleep(pause).await;
+            }
+            (ok, failed)
+        });
+        SteadyClient { stop, task }
+    }
+
+    /// Stops the client: (answered, failures).
+    async fn finish(self) -> (u32, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
 /// One GET through the load balancer: (instance that answered, Set-Cookie). A connection reset
 /// before any answer is retried once, as browsers and Caddy itself do for idempotent requests:
 /// Caddy briefly resets new connections while it swaps configs.
@@ -920,30 +961,7 @@ async fn scale_down_drains_before_stopping_with_no_failed_requests() {
     op.apply(&lb_spec(3, lb_port, "round_robin"));
     op.wait_ready();
     let url = op.lb_url();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
-        let url = url.clone();
-        tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .no_proxy()
-                .build()
-                .unwrap();
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            let started = Instant::now();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                && started.elapsed() < Duration::from_secs(120)
-            {
-                match via_lb(&http, &url, None).await {
-                    Ok(_) => ok += 1,
-                    Err(e) => failed.push(e),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (ok, failed)
-        })
-    };
+    let client = SteadyClient::start(&url, Duration::from_millis(20));
     tokio::time::sleep(Duration::from_secs(1)).await;
     op.apply(&lb_spec(1, lb_port, "round_robin"));
     op.wait_for("one container left", Duration::from_secs(120), || async {
@@ -952,8 +970,7 @@ async fn scale_down_drains_before_stopping_with_no_failed_requests() {
     .await;
     op.wait_ready();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = client.await.unwrap();
+    let (ok, failed) = client.finish().await;
     assert!(ok > 50, "the client barely ran ({ok} requests)");
     assert!(
         failed.is_empty(),
@@ -1002,27 +1019,7 @@ async fn an_unhealthy_container_is_restarted_and_back_in_rotation_with_no_failed
                 .and_then(|i| i["url"].as_str().map(str::to_string))
         })
         .unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
-        let url = url.clone();
-        tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .no_proxy()
-                .build()
-                .unwrap();
-            let (mut ok, mut failed) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match via_lb(&http, &url, None).await {
-                    Ok(_) => ok += 1,
-                    Err(e) => failed.push(e),
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (ok, failed)
-        })
-    };
+    let client = SteadyClient::start(&url, Duration::from_millis(50));
     // The botserver in one container stops answering its health checks.
     reqwest::Client::new()
         .post(format!("{victim_url}/sim/unhealthy"))
@@ -1054,8 +1051,7 @@ async fn an_unhealthy_container_is_restarted_and_back_in_rotation_with_no_failed
         },
     )
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = client.await.unwrap();
+    let (ok, failed) = client.finish().await;
     assert!(ok > 20, "the client barely ran");
     assert!(
         failed.is_empty(),
