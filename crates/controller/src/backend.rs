@@ -420,6 +420,18 @@ impl FakeBackend {
     fn write(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
+    /// A start or stop: one write; a missing instance is NotFound.
+    fn set_running(&self, name: &str, running: bool) -> Result<()> {
+        self.write();
+        self.with(|m| {
+            let o = m
+                .get_mut(name)
+                .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
+            o.running = running;
+            o.status = if running { "Running" } else { "Stopped" }.into();
+            Ok(())
+        })
+    }
     fn with<T>(
         &self,
         f: impl FnOnce(&mut BTreeMap<String, ObservedInstance>) -> Result<T>,
@@ -498,26 +510,10 @@ impl ContainerBackend for FakeBackend {
         })
     }
     async fn start(&self, name: &str) -> Result<()> {
-        self.write();
-        self.with(|m| {
-            let o = m
-                .get_mut(name)
-                .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
-            o.running = true;
-            o.status = "Running".into();
-            Ok(())
-        })
+        self.set_running(name, true)
     }
     async fn stop(&self, name: &str) -> Result<()> {
-        self.write();
-        self.with(|m| {
-            let o = m
-                .get_mut(name)
-                .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
-            o.running = false;
-            o.status = "Stopped".into();
-            Ok(())
-        })
+        self.set_running(name, false)
     }
     async fn delete(&self, name: &str) -> Result<()> {
         self.write();
