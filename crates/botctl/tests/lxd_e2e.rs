@@ -666,6 +666,17 @@ impl Drop for Caddy {
     }
 }
 
+/// The instances that answered `n` GETs through the load balancer (failed requests skipped).
+async fn who_answers(http: &reqwest::Client, url: &str, n: usize) -> BTreeSet<String> {
+    let mut hits = BTreeSet::new();
+    for _ in 0..n {
+        if let Ok((who, _)) = via_lb(http, url, None).await {
+            hits.insert(who);
+        }
+    }
+    hits
+}
+
 /// A client sending GETs through the load balancer, one after another, until told to stop;
 /// counts answers and failures (see [`via_lb`]).
 struct SteadyClient {
@@ -866,12 +877,7 @@ async fn caddy_balances_sticks_heals_and_leaves_other_sites_alone() {
         "the unhealthy instance to leave rotation",
         Duration::from_secs(300),
         || async {
-            let mut hits = BTreeSet::new();
-            for _ in 0..9 {
-                if let Ok((who, _)) = via_lb(&http, &url, None).await {
-                    hits.insert(who);
-                }
-            }
+            let hits = who_answers(&http, &url, 9).await;
             !hits.contains(&victim) && hits.len() == 2
         },
     )
@@ -883,12 +889,7 @@ async fn caddy_balances_sticks_heals_and_leaves_other_sites_alone() {
         "the healed instance to return",
         Duration::from_secs(300),
         || async {
-            let mut hits = BTreeSet::new();
-            for _ in 0..9 {
-                if let Ok((who, _)) = via_lb(&http, &url, None).await {
-                    hits.insert(who);
-                }
-            }
+            let hits = who_answers(&http, &url, 9).await;
             hits.contains(&victim)
         },
     )
