@@ -10,6 +10,10 @@
 //! - **One server only.** The output is the value of `apps/http/servers/<server_name>` and
 //!   nothing else. Every `@id` inside it starts with [`server_name`], so ids stay unique across
 //!   a Caddy config that other clusters and the user share.
+//! - **Metrics on.** Every server carries `"metrics": {}`, so Caddy (2.6+, where HTTP metrics
+//!   are opt-in per server) counts its requests in `caddy_http_*{server="<server_name>"}` on
+//!   the admin endpoint's `/metrics`. Only `reverse_proxy`'s series are the cluster's traffic:
+//!   the common route's `headers`/`encode` count every request again.
 //! - **User text stays text.** The JSON is built with `serde_json`, so no string a user wrote
 //!   (host, path, header value) can add JSON structure. Strings that Caddy runs through its
 //!   placeholder replacer (hosts, paths, header values) have `{` and `}` escaped, so
@@ -146,6 +150,8 @@ pub struct Rendered {
 ///   Empty: every route answers 503 [`NO_READY_INSTANCES`].
 /// - `caps` decides whether `rateLimit` can be rendered.
 ///
+/// The server always has `"metrics": {}` (Caddy's per-server HTTP metrics, off by default).
+///
 /// `lb.enabled` is not looked at: whether to have a server at all is the caller's decision.
 pub fn render(
     cluster: &str,
@@ -192,6 +198,10 @@ pub fn render(
     } else {
         server.insert("automatic_https".into(), json!({"disable": true}));
     }
+    // HTTP metrics are opt-in per server since Caddy 2.6.0: without this, `/metrics` on the
+    // admin endpoint has no `caddy_http_*` series for the server, and the operator cannot read
+    // its request rate. It loads in 2.6.2 and keeps the read-back equal (live test).
+    server.insert("metrics".into(), json!({}));
     server.insert("routes".into(), Value::Array(routes));
     let server = Value::Object(server);
     let hash = hash_of(&server);

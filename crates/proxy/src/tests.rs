@@ -155,7 +155,30 @@ fn the_seed_api_route_renders_exactly() {
     );
     assert_eq!(r.server["listen"], json!(["127.0.0.1:8443"]));
     assert_eq!(r.server["automatic_https"], json!({"disable": true}));
+    assert_eq!(r.server["metrics"], json!({}));
+    let keys: Vec<&str> = r
+        .server
+        .as_object()
+        .expect("server object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["listen", "automatic_https", "metrics", "routes"]);
     assert!(r.notices.is_empty(), "{:?}", r.notices);
+}
+
+#[test]
+fn every_server_turns_caddys_http_metrics_on() {
+    // Opt-in per server since Caddy 2.6.0; without it the operator sees no request rate.
+    let mut spec = seed_like();
+    for upstreams in [three(), Vec::new()] {
+        let r = render_default(&spec, &upstreams);
+        assert_eq!(r.server["metrics"], json!({}), "{}", r.server);
+    }
+    spec.auto_https = true;
+    spec.hosts = vec!["bot.example.com".into()];
+    let r = render_default(&spec, &three());
+    assert_eq!(r.server["metrics"], json!({}), "{}", r.server);
 }
 
 #[test]
