@@ -1,4 +1,5 @@
-//! The admin API client: transport, the raw config verbs, `/id/` verbs and upstream status.
+//! The admin API client: transport, the raw config verbs, `/id/` verbs, upstream status and
+//! metrics.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -366,22 +367,41 @@ impl Client {
     /// # Errors
     /// [`Error::Decode`], transport and API errors.
     pub async fn upstreams(&self) -> Result<Vec<Upstream>> {
-        let path = "/reverse_proxy/upstreams".to_string();
-        let answer = self.send(Method::GET, &path, None, None).await?;
-        if !is_success(answer.status) {
-            return Err(Error::from_answer(
-                "GET",
-                &path,
-                answer.status,
-                &answer.body,
-            ));
-        }
-        serde_json::from_slice(&answer.body)
-            .map_err(|source| decode_error("GET", &path, &answer.body, source))
+        let path = "/reverse_proxy/upstreams";
+        let body = self.get_ok(path).await?;
+        serde_json::from_slice(&body).map_err(|source| decode_error("GET", path, &body, source))
+    }
+
+    /// Caddy's metrics in Prometheus text format (`GET /metrics` on the admin endpoint): Go
+    /// runtime, process and admin API metrics, `caddy_reverse_proxy_upstreams_healthy`, and the
+    /// `caddy_http_*` series of every server that has `"metrics": {}` (opt-in per server since
+    /// Caddy 2.6.0). [`crate::ServerTraffic::from_metrics`] extracts one server's proxied
+    /// traffic from it.
+    ///
+    /// Bytes that are not UTF-8 (Caddy sends none) are replaced with U+FFFD.
+    ///
+    /// # Errors
+    /// Transport and API errors.
+    pub async fn metrics(&self) -> Result<String> {
+        let body = self.get_ok("/metrics").await?;
+        Ok(match String::from_utf8(body) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
     }
 
     // -----------------------------------------------------------------------------------------
     // Transport
+
+    /// `GET path`, the body of a success answer, an error otherwise.
+    async fn get_ok(&self, path: &str) -> Result<Vec<u8>> {
+        let answer = self.send(Method::GET, path, None, None).await?;
+        if is_success(answer.status) {
+            Ok(answer.body)
+        } else {
+            Err(Error::from_answer("GET", path, answer.status, &answer.body))
+        }
+    }
 
     async fn read(&self, path: String) -> Result<Option<(Value, Etag)>> {
         let answer = self.send(Method::GET, &path, None, None).await?;

@@ -23,6 +23,10 @@
 //! for upstream in caddy.upstreams().await? {
 //!     println!("{} in flight: {}", upstream.address, upstream.num_requests);
 //! }
+//! // Requests proxied by `fleet` so far (the server needs `"metrics": {}` in Caddy 2.6+).
+//! if let Some(traffic) = caddy_client::ServerTraffic::from_metrics(&caddy.metrics().await?, "fleet") {
+//!     println!("fleet proxied {} requests", traffic.requests_total);
+//! }
 //! # Ok(())
 //! # }
 //! ```
@@ -36,6 +40,8 @@
 //!   Caddy's error text into [`Error::NotFound`], [`Error::AlreadyExists`] and
 //!   [`Error::PreconditionFailed`].
 //! - Every accepted change reloads the whole config; writing an unchanged value does not.
+//! - HTTP metrics are opt-in per server (`"metrics": {}`), and every handler in a chain counts
+//!   each request; [`ServerTraffic`] sums only a server's `reverse_proxy` series.
 
 #![warn(missing_docs)]
 
@@ -43,12 +49,14 @@ mod client;
 mod endpoint;
 mod error;
 mod etag;
+mod metrics;
 mod subtree;
 
 pub use client::{Client, RequestObserver, Upstream, DEFAULT_TIMEOUT, DEFAULT_UNREACHABLE_HINT};
 pub use endpoint::Endpoint;
 pub use error::{Error, Result};
 pub use etag::{compute_etag, Etag};
+pub use metrics::{ServerTraffic, PROXY_HANDLER};
 pub use subtree::{semantically_equal, server_path, Applied};
 
 /// The README's example, compiled as a doctest.

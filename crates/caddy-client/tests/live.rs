@@ -15,7 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use caddy_client::{
-    compute_etag, semantically_equal, Applied, Client, Error, RequestObserver, Upstream,
+    compute_etag, semantically_equal, Applied, Client, Error, RequestObserver, ServerTraffic,
+    Upstream,
 };
 use serde_json::{json, Value};
 
@@ -427,6 +428,135 @@ async fn upstreams_lists_every_dial_address_of_the_loaded_config() {
 }
 
 #[tokio::test]
+async fn metrics_count_the_requests_a_servers_reverse_proxy_handled() {
+    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+        return;
+    };
+    let client = caddy.client();
+    let alpha = responder("alpha");
+    let (fleet_port, broken_port, quiet_port, dark_port) =
+        (free_port(), free_port(), free_port(), free_port());
+
+    // `fleet`: metrics on, a non-terminal `headers` route before the proxy (as botcluster's
+    // common route), so each request is counted by two handlers.
+    let mut fleet = proxy_server(fleet_port, &[&alpha]);
+    fleet["metrics"] = json!({});
+    fleet["routes"].as_array_mut().expect("routes").insert(
+        0,
+        json!({"handle": [{"handler": "headers",
+                               "response": {"set": {"X-Seen": ["yes"]}, "deferred": true}}]}),
+    );
+    // `broken`: metrics on, its only upstream refuses connections (nothing listens on a port
+    // just freed), so Caddy answers 502 itself.
+    let mut broken = proxy_server(broken_port, &[&format!("127.0.0.1:{}", free_port())]);
+    broken["metrics"] = json!({});
+    broken["routes"][0]["handle"][0]["@id"] = json!("broken_proxy");
+    // `quiet`: metrics on, never requested. `dark`: requested, but metrics off.
+    let mut quiet = user_site(quiet_port);
+    quiet["metrics"] = json!({});
+    let mut dark = proxy_server(dark_port, &[&alpha]);
+    dark["routes"][0]["handle"][0]["@id"] = json!("dark_proxy");
+    for (name, server) in [
+        ("fleet", &fleet),
+        ("broken", &broken),
+        ("quiet", &quiet),
+        ("dark", &dark),
+    ] {
+        client
+            .ensure_server(name, server)
+            .await
+            .unwrap_or_else(|e| panic!("Caddy refused {name}: {e}"));
+    }
+
+    let n = 5;
+    for _ in 0..n {
+        assert_eq!(fetch(fleet_port).await, "alpha");
+        assert_eq!(fetch(dark_port).await, "alpha");
+    }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http client");
+    for _ in 0..2 {
+        let status = http
+            .get(format!("http://127.0.0.1:{broken_port}/"))
+            .send()
+            .await
+            .expect("502 from caddy")
+            .status();
+        assert_eq!(status, 502);
+    }
+
+    let text = client.metrics().await.expect("GET /metrics");
+    let caddy_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("caddy_http_") && !l.contains("_bucket{"))
+        .collect();
+    println!("{}", caddy_lines.join("\n"));
+
+    let t = ServerTraffic::from_metrics(&text, "fleet").expect("fleet has series");
+    assert!(t.requests_total >= f64::from(n), "{t:?}");
+    assert!(
+        t.requests_total < f64::from(2 * n),
+        "the headers handler's count is not added: {t:?}"
+    );
+    assert_eq!(t.errors_total, 0.0, "{t:?}");
+    assert!(t.duration_seconds_count >= f64::from(n), "{t:?}");
+    assert!(
+        t.mean_duration_seconds()
+            .is_some_and(|s| s > 0.0 && s < 5.0),
+        "{t:?}"
+    );
+    // The labels Caddy 2.6.2 puts on the series read here.
+    let has = |prefix: &str, labels: &[&str]| {
+        caddy_lines
+            .iter()
+            .any(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
+    };
+    assert!(has(
+        "caddy_http_requests_total{",
+        &[r#"handler="reverse_proxy""#, r#"server="fleet""#]
+    ));
+    assert!(has(
+        "caddy_http_requests_total{",
+        &[r#"handler="headers""#, r#"server="fleet""#]
+    ));
+    assert!(has(
+        "caddy_http_request_duration_seconds_count{",
+        &[
+            r#"code="200""#,
+            r#"handler="reverse_proxy""#,
+            r#"method="GET""#,
+            r#"server="fleet""#
+        ]
+    ));
+
+    // Dial failures are errors of the handler, and 2.6.2 leaves them out of the durations.
+    let b = ServerTraffic::from_metrics(&text, "broken").expect("broken has series");
+    assert!(b.requests_total >= 2.0 && b.errors_total >= 2.0, "{b:?}");
+    assert_eq!(b.duration_seconds_count, 0.0, "{b:?}");
+
+    assert_eq!(
+        ServerTraffic::from_metrics(&text, "quiet"),
+        None,
+        "no request yet"
+    );
+    assert_eq!(
+        ServerTraffic::from_metrics(&text, "dark"),
+        None,
+        "metrics off"
+    );
+    assert!(!text.contains(r#"server="dark""#));
+
+    // Counters only grow.
+    assert_eq!(fetch(fleet_port).await, "alpha");
+    let later = ServerTraffic::from_metrics(&client.metrics().await.expect("metrics"), "fleet")
+        .expect("fleet");
+    let d = later.since(&t).expect("no restart");
+    assert!(d.requests_total >= 1.0, "{d:?}");
+}
+
+#[tokio::test]
 async fn a_stale_etag_makes_a_write_fail_with_precondition_failed() {
     let Some(caddy) = Caddy::start(Admin::Tcp) else {
         return;
@@ -815,6 +945,10 @@ async fn a_refused_connection_names_the_address_and_how_to_start_caddy() {
     assert!(text.contains("GET /config/"), "{text}");
     assert!(text.contains("cargo xtask caddy-up"), "{text}");
 
+    let err = client.metrics().await.expect_err("refused");
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("GET /metrics"), "{err}");
+
     let client = Client::from_url("unix:///nonexistent/caddy-admin.sock").expect("client");
     let err = client.upstreams().await.expect_err("no socket");
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
@@ -848,6 +982,8 @@ async fn the_unix_socket_admin_endpoint_works_despite_caddys_host_check() {
         Applied::Created
     );
     assert_eq!(fetch(port).await, "alpha");
+    let text = client.metrics().await.expect("metrics over the socket");
+    assert!(text.contains("caddy_admin_http_requests_total"), "{text}");
     let (_, by_id) = client
         .get_by_id("fleet_proxy")
         .await
