@@ -12,7 +12,9 @@ use crate::quantity::{BitRate, ByteSize, CpuLimit, Duration};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BotClusterSpec {
-    /// LXD image alias or fingerprint every container is created from.
+    /// LXD image every container is created from: an alias, or a fingerprint (12 to 64
+    /// lowercase hex digits, a unique prefix is enough). Changing it rolls the containers
+    /// over (see `updateStrategy`).
     pub image: String,
     /// Number of containers when autoscaling is off; the starting count when it is on.
     #[serde(default = "default_replicas")]

@@ -26,6 +26,9 @@ pub struct BotClusterStatus {
     /// The count the operator is converging to (spec or autoscaler).
     #[serde(default)]
     pub desired_replicas: u32,
+    /// Containers made from the current spec (the rest wait for a rolling update).
+    #[serde(default)]
+    pub updated_replicas: u32,
     /// One entry per container.
     #[serde(default)]
     pub instances: Vec<InstanceStatus>,

@@ -41,6 +41,7 @@ async fn lxd() -> Option<Client> {
         return missing(format!("LXD has no image alias {}", image()));
     }
     sweep_leftovers(&client).await;
+    sweep_profiles();
     Some(client)
 }
 
@@ -59,6 +60,30 @@ async fn sweep_leftovers(client: &Client) {
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             force_delete(client, &i.name).await;
+        }
+    }
+}
+
+/// The `lxc` command line (fixed arguments, no shell), for what the typed client does not
+/// cover: profiles.
+fn lxc(args: &[&str]) -> Output {
+    Command::new("lxc").args(args).output().expect("lxc")
+}
+
+/// Deletes test profiles (`e2e-<pid>-...`) of killed runs; a profile still in use stays.
+fn sweep_profiles() {
+    let o = lxc(&["query", "/1.0/profiles"]);
+    let urls: Vec<String> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    for u in urls {
+        let name = u.rsplit('/').next().unwrap_or_default();
+        let mut parts = name.splitn(3, '-');
+        if parts.next() != Some("e2e") {
+            continue;
+        }
+        if let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = lxc(&["profile", "delete", name]);
+            }
         }
     }
 }
@@ -214,8 +239,12 @@ impl Operator {
     }
 
     fn apply(&self, spec: &str) {
+        self.apply_image(&image(), spec)
+    }
+
+    fn apply_image(&self, image: &str, spec: &str) {
         let file = self.dir.path().join("cluster.yaml");
-        std::fs::write(&file, format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {}\nspec:\n  image: {}\n{spec}", self.cluster, image())).unwrap();
+        std::fs::write(&file, format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {}\nspec:\n  image: {image}\n{spec}", self.cluster)).unwrap();
         let o = self.botctl(&["apply", "-f", file.to_str().unwrap()]);
         assert!(
             o.status.success(),
@@ -399,7 +428,7 @@ async fn a_cluster_converges_scales_heals_and_goes_away_on_real_lxd() {
         op.log()
     );
 
-    // Scale to 5, then back to 2: the highest ordinals go.
+    // Scale to 5, then back to 2: all idle (equal load), so the highest ordinals go.
     op.apply("  replicas: 5\n  resources:\n    cpu: 1\n    memory: 128MiB\n");
     op.wait_ready();
     assert_eq!(op.containers().await.len(), 5);
@@ -1062,6 +1091,129 @@ async fn an_unhealthy_container_is_restarted_and_back_in_rotation_with_no_failed
     );
     let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_surges_without_failed_requests_and_a_broken_one_stalls() {
+    let Some(op) = Operator::start_with("roll", true).await else {
+        return;
+    };
+    let lb_port = free_port();
+    let spec = format!(
+        "  replicas: 2\n  updateStrategy: {{maxUnavailable: 0, maxSurge: 1}}\n  health:\n    interval: 1s\n    timeout: 1s\n    retries: 2\n  loadBalancer:\n    listen: 127.0.0.1:{lb_port}\n    healthCheck: {{uri: /api/health, interval: 1s, timeout: 1s}}\n    routes:\n      - name: all\n        tryDuration: 5s\n"
+    );
+    op.apply(&spec);
+    op.wait_ready();
+    let client = SteadyClient::start(&op.lb_url(), Duration::from_millis(50));
+    let template = |i: &lxd_client::Instance| i.config.get("user.botcluster.template").cloned();
+    let old: BTreeSet<Option<String>> = op.containers().await.iter().map(template).collect();
+
+    // Same image, named by fingerprint: a new template, so every container is replaced.
+    // maxUnavailable 0 + maxSurge 1: one new container beside the old ones at a time.
+    let fp = op.lxd.get_image_alias(&image()).await.unwrap().target[..12].to_string();
+    op.apply_image(&fp, &spec);
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    let caught_up =
+        |o: &Value| o.pointer("/metadata/generation") == o.pointer("/status/observedGeneration");
+    op.wait_for(
+        "the rollout to finish",
+        Duration::from_secs(600),
+        || async {
+            let n = op.containers().await.len();
+            most.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+            let o = op.get();
+            caught_up(&o)
+                && o.pointer("/status/updatedReplicas") == Some(&Value::from(2))
+                && o.pointer("/status/readyReplicas") == Some(&Value::from(2))
+                && n == 2
+        },
+    )
+    .await;
+    let now: Vec<Option<String>> = op.containers().await.iter().map(template).collect();
+    assert!(
+        now.iter().all(|t| !old.contains(t)),
+        "not all replaced: {now:?}"
+    );
+    assert_eq!(
+        most.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "maxSurge 1 means exactly one extra container during the rollout"
+    );
+
+    // A profile that makes the botserver listen where the proxy device does not look: the
+    // new container never passes a health check, so the rollout stops with a condition and
+    // the old containers keep serving.
+    let profile = format!("{}-broken", op.cluster);
+    assert!(lxc(&["profile", "create", &profile]).status.success());
+    assert!(lxc(&[
+        "profile",
+        "set",
+        &profile,
+        "environment.BOTSERVER_LISTEN",
+        "127.0.0.1:9999"
+    ])
+    .status
+    .success());
+    op.apply_image(&fp, &format!("{spec}  profiles: [default, {profile}]\n"));
+    op.wait_for("RolloutStalled", Duration::from_secs(600), || async {
+        let o = op.get();
+        caught_up(&o)
+            && condition(&o, "Progressing")
+                .is_some_and(|c| c["reason"] == "RolloutStalled" && c["status"] == "False")
+    })
+    .await;
+    let o = op.get();
+    let degraded = condition(&o, "Degraded").unwrap();
+    assert_eq!(degraded["status"], "True", "{degraded}");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("never passed a health check"),
+        "{degraded}"
+    );
+    assert_eq!(
+        o.pointer("/status/readyReplicas"),
+        Some(&Value::from(2)),
+        "{o}"
+    );
+    assert_eq!(
+        o.pointer("/status/updatedReplicas"),
+        Some(&Value::from(1)),
+        "{o}"
+    );
+    // It stays stopped: nothing more is replaced while the spec is unchanged.
+    let writes = op.lxd_writes().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        op.lxd_writes().await,
+        writes,
+        "a stalled rollout kept acting\n{}",
+        op.log()
+    );
+
+    // Back to the previous spec: the broken container goes, the cluster is whole again.
+    op.apply_image(&fp, &spec);
+    op.wait_for("the rollback", Duration::from_secs(600), || async {
+        let o = op.get();
+        caught_up(&o)
+            && condition(&o, "Ready").is_some_and(|c| c["status"] == "True")
+            && o.pointer("/status/updatedReplicas") == Some(&Value::from(2))
+            && op.containers().await.len() == 2
+    })
+    .await;
+    let (ok, failed) = client.finish().await;
+    assert!(ok > 50, "the client barely ran ({ok} requests)");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the rollouts: {failed:?}\n{}",
+        failed.len(),
+        ok as usize + failed.len(),
+        op.log()
+    );
+    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(lxc(&["profile", "delete", &profile]).status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,7 +236,7 @@ impl ContainerBackend for LxdBackend {
     ) -> Result<()> {
         let post = InstancesPost {
             name: name.into(),
-            source: InstanceSource::image_alias(image),
+            source: image_source(image),
             instance_type: "container".into(),
             config: config.clone(),
             devices: devices.clone(),
@@ -571,5 +571,41 @@ impl ContainerBackend for FakeBackend {
     }
     fn write_count(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// `spec.image` as an LXD source: 12 to 64 lowercase hex digits name an image by fingerprint
+/// (or a unique prefix of one), like `lxc launch` accepts; anything else is an alias.
+pub fn image_source(image: &str) -> InstanceSource {
+    let hex = (12..=64).contains(&image.len())
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if hex {
+        InstanceSource::image_fingerprint(image)
+    } else {
+        InstanceSource::image_alias(image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_is_a_fingerprint_only_when_it_looks_like_one() {
+        let fp = image_source("ee217fcc746e");
+        assert_eq!(fp.fingerprint.as_deref(), Some("ee217fcc746e"));
+        assert_eq!(fp.alias, None);
+        for alias in [
+            "botcluster-botserver",
+            "deadbeef",
+            "EE217FCC746E",
+            "debian/12",
+        ] {
+            let a = image_source(alias);
+            assert_eq!(a.alias.as_deref(), Some(alias), "{alias}");
+            assert_eq!(a.fingerprint, None);
+        }
     }
 }

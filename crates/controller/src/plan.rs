@@ -7,12 +7,16 @@
 //! - Instances without this cluster's ownership keys (`user.botcluster.uid` = the object's
 //!   uid) are never in a plan. One that holds a name this cluster would use is reported as a
 //!   [`Conflict`] and its ordinal is skipped.
-//! - Applying a plan and planning again gives no actions, except for rolling replacements,
-//!   which proceed at most `maxUnavailable` at a time and converge within `replicas` rounds.
-//! - A plan never makes more than `maxUnavailable` ready instances unavailable, apart from
-//!   the scale-down the spec asks for.
-//! - A plan never leaves more than `replicas` instances (scale-down removes the highest
-//!   ordinals first).
+//! - Applying a plan and planning again gives no actions, except for rolling updates, which
+//!   wait for new instances to get ready and converge within `replicas` rounds.
+//! - During a rolling update, at least `replicas - maxUnavailable` instances stay available
+//!   (or as many as were, if fewer), and at most `replicas + maxSurge` exist.
+//! - Scale-down takes the least useful instances first: stopped, not ready, unhealthy, then
+//!   least loaded ([`ObservedInstance::load`]). Names are `<cluster>-<ordinal>`; ordinals
+//!   need not be dense, and new instances take the lowest free one.
+//! - A new-spec instance that never gets healthy during a rolling update stops it
+//!   ([`Plan::stalled`]) instead of being replaced over and over; outside a rollout, such an
+//!   instance is replaced (it is already out of service).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,6 +56,8 @@ pub struct ObservedInstance {
     /// LXD is still running an operation on it (e.g. a start sent before an operator
     /// restart): nothing is planned for it until that finishes.
     pub busy: bool,
+    /// How busy it is (CPU % of its limit), when known: scale-down removes the least loaded.
+    pub load: Option<f64>,
 }
 
 impl ObservedInstance {
@@ -126,6 +132,8 @@ pub enum DeleteReason {
     ScaleDown,
     /// The cluster is being deleted.
     Teardown,
+    /// A rolling update has enough new instances; this old one goes.
+    Rollout,
 }
 
 /// One idempotent step.
@@ -234,6 +242,9 @@ impl Action {
             Action::Delete { name, reason } => match reason {
                 DeleteReason::ScaleDown => format!("delete {name} (scale down)"),
                 DeleteReason::Teardown => format!("delete {name} (cluster deleted)"),
+                DeleteReason::Rollout => {
+                    format!("delete {name} (replaced by instances of the new spec)")
+                }
             },
         }
     }
@@ -259,6 +270,9 @@ pub struct Plan {
     pub blocked: Vec<String>,
     /// Instances waiting for a rolling replacement.
     pub pending_replacements: usize,
+    /// Instances of the new spec that never got healthy during a rolling update: the rollout
+    /// stops until the spec changes, and the previous spec's instances keep serving.
+    pub stalled: Vec<String>,
 }
 
 impl Plan {
@@ -342,15 +356,7 @@ pub fn plan(
         return out;
     }
 
-    // Scale down first, highest ordinal first; then instances of ours with a broken ordinal.
-    for (ord, o) in owned.iter().rev() {
-        if *ord >= desired.replicas && !o.busy {
-            out.actions.push(Action::Delete {
-                name: o.name.clone(),
-                reason: DeleteReason::ScaleDown,
-            });
-        }
-    }
+    // Ours but with a broken ordinal or a name that is not ours to use.
     for o in strays.iter().filter(|o| !o.busy) {
         out.actions.push(Action::Delete {
             name: o.name.clone(),
@@ -359,88 +365,308 @@ pub fn plan(
     }
 
     let spec = desired.spec;
+    let n = desired.replicas as usize;
+    let strategy = &spec.update_strategy;
     let template = template_hash(spec);
     let files = files(spec);
     let files_h = files_hash(&files);
-    // Ports already held by this cluster's kept instances.
-    let mut used: BTreeSet<u16> = owned
-        .iter()
-        .filter(|(ord, _)| **ord < desired.replicas)
-        .filter_map(|(_, o)| o.host_port())
-        .collect();
-    let in_pool = |p: u16| p >= pool.start && p <= pool.end && !pool.taken.contains(&p);
-    let allocate = |used: &mut BTreeSet<u16>| -> Option<u16> {
-        let p = (pool.start..=pool.end).find(|p| !pool.taken.contains(p) && !used.contains(p))?;
-        used.insert(p);
-        Some(p)
+    let mut ctx = Ctx {
+        desired,
+        caps,
+        pool,
+        files: &files,
+        files_h: &files_h,
+        // Every port an instance of ours holds stays taken for this pass, including those
+        // about to be deleted (LXD may take a moment to let go of them).
+        used: owned.values().filter_map(|o| o.host_port()).collect(),
+        taken_ordinals: owned
+            .keys()
+            .copied()
+            .chain(
+                strays
+                    .iter()
+                    .filter_map(|o| ordinal_of(desired.name, &o.name)),
+            )
+            .collect(),
+        conflict_names: &conflict_names,
     };
 
-    let mut replace_candidates: Vec<(u32, NewInstance, bool)> = Vec::new();
-    let mut unavailable = 0u32;
+    let is_new = |o: &ObservedInstance| o.config.get(KEY_TEMPLATE) == Some(&template);
+    let (new_set, old_set): (Vec<_>, Vec<_>) = owned
+        .iter()
+        .map(|(ord, o)| (*ord, *o))
+        .partition(|(_, o)| is_new(o));
+    let rollout = !old_set.is_empty();
+
+    // Instances of the current spec: more than wanted → remove the least useful ones.
+    let excess = new_set.len().saturating_sub(n);
+    let victims: BTreeSet<u32> = scale_down_order(&new_set)
+        .into_iter()
+        .take(excess)
+        .collect();
+    for (ord, o) in new_set.iter().rev() {
+        if victims.contains(ord) {
+            out.actions.push(Action::Delete {
+                name: o.name.clone(),
+                reason: DeleteReason::ScaleDown,
+            });
+        }
+    }
+    let mut patches = Vec::new();
     let mut starts = Vec::new();
     let mut creates = Vec::new();
-    let mut patches = Vec::new();
-    for ord in 0..desired.replicas {
-        let name = instance_name(desired.name, ord);
-        if conflict_names.contains(&name) {
-            continue;
-        }
-        let current = owned.get(&ord).copied();
-        // The port: fixed by spec.hostPorts, else kept, else allocated.
-        let port = match (
-            &spec.host_ports,
-            current.and_then(ObservedInstance::host_port),
-        ) {
-            (Some(r), _) => Some(r.start.saturating_add(ord as u16)),
-            (None, Some(p)) if in_pool(p) => Some(p),
-            (None, _) => allocate(&mut used),
-        };
-        let Some(port) = port else {
-            out.blocked.push(format!(
-                "no free host port in {}-{} for {name}; widen `botctl serve --port-range` or set spec.hostPorts",
-                pool.start, pool.end
-            ));
-            continue;
-        };
-        let mut config = owned_config(desired, ord, caps);
-        let devices = owned_devices(spec, port);
-        let new = |config: &BTreeMap<String, String>| {
-            let mut config = config.clone();
-            config.insert(KEY_FILES.into(), files_h.clone());
-            NewInstance {
-                name: name.clone(),
-                ordinal: ord,
-                host_port: port,
-                image: spec.image.clone(),
-                profiles: spec.profiles.clone(),
-                config,
-                devices: devices.clone(),
-                files: files.clone(),
-            }
-        };
-        let Some(o) = current else {
-            unavailable += 1;
-            creates.push(Action::Create(new(&config)));
-            continue;
-        };
+    let mut heals = Vec::new();
+    for (ord, o) in new_set.iter().filter(|(ord, _)| !victims.contains(ord)) {
         if o.busy {
-            unavailable += 1;
             continue;
-        }
-        let available = o.running && o.ready;
-        if !available {
-            unavailable += 1;
         }
         if o.running && o.unhealthy == Unhealthy::Replace {
-            // Already unavailable: replacing it costs no availability.
-            replace_candidates.push((ord, new(&config), false));
+            if rollout {
+                // The new spec's container never got healthy: stop the rollout here, with
+                // the previous spec's instances still serving.
+                out.stalled.push(o.name.clone());
+            } else if let Some(n) = ctx.replacement(*ord, o, &mut out) {
+                // Already out of service: replacing it costs no availability.
+                heals.push(Action::Replace(n));
+            }
             continue;
         }
-        if o.config.get(KEY_TEMPLATE) != Some(&template) {
-            replace_candidates.push((ord, new(&config), available));
+        ctx.in_place(*ord, o, &mut patches, &mut starts, &mut out);
+    }
+    let new_count = new_set.len() - victims.len();
+    // Too few instances altogether: plain scale-up, whatever the rollout is doing.
+    let grow = n.saturating_sub(new_count + old_set.len());
+    if !out.stalled.is_empty() {
+        out.pending_replacements = old_set.len();
+    } else {
+        for _ in 0..grow {
+            if let Some(n) = ctx.fresh(&mut out) {
+                creates.push(Action::Create(n));
+            }
+        }
+    }
+    out.actions.extend(patches);
+    out.actions.extend(starts);
+    out.actions.extend(heals);
+    out.actions.extend(creates);
+    if !rollout || !out.stalled.is_empty() {
+        return out;
+    }
+
+    // Rolling update. Each old instance either turns into a new one (replaced in place under
+    // its name and port) or, once enough new ones exist, is deleted. Old instances that are
+    // out of service go first and for free; serving ones only while at least
+    // `replicas - maxUnavailable` instances stay available. Up to `maxSurge` extra new
+    // instances may exist meanwhile.
+    let mut deficit = n.saturating_sub(new_count + grow);
+    let mut total = new_count + grow + old_set.len();
+    let available = |o: &ObservedInstance| !o.busy && o.running && o.ready;
+    let avail_now = owned
+        .iter()
+        .filter(|(ord, o)| !victims.contains(ord) && available(o))
+        .count();
+    let mut budget = avail_now.saturating_sub(n.saturating_sub(strategy.max_unavailable as usize));
+    let mut old_sorted = old_set.clone();
+    // Out-of-service first, then highest ordinal first.
+    old_sorted.sort_by_key(|(ord, o)| (available(o), std::cmp::Reverse(*ord)));
+    let mut waiting = Vec::new();
+    for (ord, o) in old_sorted.iter().filter(|(_, o)| !available(o)) {
+        if o.busy {
+            out.pending_replacements += 1;
             continue;
         }
-        // In-place drift: managed keys that differ, managed limits that should be gone.
+        retire(&mut ctx, *ord, o, &mut deficit, &mut total, &mut out);
+    }
+    let surge = (n + strategy.max_surge as usize)
+        .saturating_sub(total)
+        .min(deficit);
+    for _ in 0..surge {
+        if let Some(n) = ctx.fresh(&mut out) {
+            out.actions.push(Action::Create(n));
+            deficit -= 1;
+            total += 1;
+        }
+    }
+    for (ord, o) in old_sorted.iter().filter(|(_, o)| available(o)) {
+        if budget == 0 {
+            waiting.push(o.name.clone());
+            continue;
+        }
+        budget -= 1;
+        retire(&mut ctx, *ord, o, &mut deficit, &mut total, &mut out);
+    }
+    out.pending_replacements += waiting.len();
+    if !waiting.is_empty() && strategy.max_unavailable == 0 && strategy.max_surge == 0 {
+        out.blocked.push(
+            "rollout blocked: updateStrategy.maxUnavailable and maxSurge are both 0; set one of them to 1 or more".into(),
+        );
+    }
+    out
+}
+
+/// Loads closer than this (CPU percentage points) count as equal on scale-down, so noise
+/// between idle instances does not decide which one goes.
+pub const LOAD_BUCKET: f64 = 5.0;
+
+fn load_bucket(o: &ObservedInstance) -> i64 {
+    // Unknown load (warming up, not sampled yet) counts as none.
+    (o.load.unwrap_or(0.0).max(0.0) / LOAD_BUCKET).floor() as i64
+}
+
+/// The order in which instances of the current spec go on scale-down, most expendable first:
+/// busy ones never; then stopped, not ready, judged unhealthy, least loaded (in steps of
+/// [`LOAD_BUCKET`]), and highest ordinal. Like Kubernetes' ReplicaSet, it keeps the instances
+/// doing the most work, and like a StatefulSet, equals go from the top.
+fn scale_down_order(set: &[(u32, &ObservedInstance)]) -> Vec<u32> {
+    let mut v: Vec<&(u32, &ObservedInstance)> = set.iter().filter(|(_, o)| !o.busy).collect();
+    v.sort_by(|(a_ord, a), (b_ord, b)| {
+        let key = |o: &ObservedInstance| {
+            (
+                o.running,
+                o.running && o.ready,
+                o.unhealthy == Unhealthy::No,
+            )
+        };
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| load_bucket(a).cmp(&load_bucket(b)))
+            .then_with(|| b_ord.cmp(a_ord))
+    });
+    v.into_iter().map(|(ord, _)| *ord).collect()
+}
+
+/// Takes an old instance out of the rollout: replaced in place while new instances are still
+/// missing, deleted once there are enough.
+fn retire(
+    ctx: &mut Ctx<'_>,
+    ord: u32,
+    o: &ObservedInstance,
+    deficit: &mut usize,
+    total: &mut usize,
+    out: &mut Plan,
+) {
+    if *deficit > 0 {
+        if let Some(n) = ctx.replacement(ord, o, out) {
+            out.actions.push(Action::Replace(n));
+            *deficit -= 1;
+        }
+    } else {
+        out.actions.push(Action::Delete {
+            name: o.name.clone(),
+            reason: DeleteReason::Rollout,
+        });
+        *total -= 1;
+    }
+}
+
+/// What the per-instance steps share within one plan.
+struct Ctx<'a> {
+    desired: &'a Desired<'a>,
+    caps: &'a Capabilities,
+    pool: &'a PortPool,
+    files: &'a [FileSpec],
+    files_h: &'a str,
+    used: BTreeSet<u16>,
+    taken_ordinals: BTreeSet<u32>,
+    conflict_names: &'a BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    fn in_pool(&self, p: u16) -> bool {
+        p >= self.pool.start && p <= self.pool.end && !self.pool.taken.contains(&p)
+    }
+
+    /// The host port for `ord`: fixed by spec.hostPorts, else `current` if still valid, else
+    /// a free one from the pool.
+    fn port(&mut self, ord: u32, current: Option<u16>, name: &str, out: &mut Plan) -> Option<u16> {
+        let port = match (&self.desired.spec.host_ports, current) {
+            (Some(r), _) => u16::try_from(ord)
+                .ok()
+                .and_then(|o| r.start.checked_add(o))
+                .filter(|p| *p <= r.end),
+            (None, Some(p)) if self.in_pool(p) => Some(p),
+            (None, _) => {
+                let p = (self.pool.start..=self.pool.end)
+                    .find(|p| !self.pool.taken.contains(p) && !self.used.contains(p));
+                if let Some(p) = p {
+                    self.used.insert(p);
+                }
+                p
+            }
+        };
+        if port.is_none() {
+            out.blocked.push(match &self.desired.spec.host_ports {
+                Some(r) => format!(
+                    "no host port for {name}: spec.hostPorts {}-{} is too small; widen it",
+                    r.start, r.end
+                ),
+                None => format!(
+                    "no free host port in {}-{} for {name}; widen `botctl serve --port-range` or set spec.hostPorts",
+                    self.pool.start, self.pool.end
+                ),
+            });
+        }
+        port
+    }
+
+    /// A container of the current spec under `ord`.
+    fn new_instance(&self, ord: u32, port: u16) -> NewInstance {
+        let spec = self.desired.spec;
+        let mut config = owned_config(self.desired, ord, self.caps);
+        config.insert(KEY_FILES.into(), self.files_h.to_string());
+        NewInstance {
+            name: instance_name(self.desired.name, ord),
+            ordinal: ord,
+            host_port: port,
+            image: spec.image.clone(),
+            profiles: spec.profiles.clone(),
+            config,
+            devices: owned_devices(spec, port),
+            files: self.files.to_vec(),
+        }
+    }
+
+    /// A new container under an existing instance's name and (if still valid) port.
+    fn replacement(
+        &mut self,
+        ord: u32,
+        o: &ObservedInstance,
+        out: &mut Plan,
+    ) -> Option<NewInstance> {
+        let port = self.port(ord, o.host_port(), &o.name, out)?;
+        Some(self.new_instance(ord, port))
+    }
+
+    /// A container under the lowest free ordinal.
+    fn fresh(&mut self, out: &mut Plan) -> Option<NewInstance> {
+        let ord = (0u32..).find(|o| {
+            !self.taken_ordinals.contains(o)
+                && !self
+                    .conflict_names
+                    .contains(&instance_name(self.desired.name, *o))
+        })?;
+        let name = instance_name(self.desired.name, ord);
+        let port = self.port(ord, None, &name, out)?;
+        self.taken_ordinals.insert(ord);
+        Some(self.new_instance(ord, port))
+    }
+
+    /// Corrects drift on an instance of the current spec: managed keys, devices, files, and
+    /// starts or restarts it.
+    fn in_place(
+        &mut self,
+        ord: u32,
+        o: &ObservedInstance,
+        patches: &mut Vec<Action>,
+        starts: &mut Vec<Action>,
+        out: &mut Plan,
+    ) {
+        let spec = self.desired.spec;
+        let Some(port) = self.port(ord, o.host_port(), &o.name, out) else {
+            return;
+        };
+        let config = owned_config(self.desired, ord, self.caps);
+        let devices = owned_devices(spec, port);
         let mut patch_cfg = BTreeMap::new();
         for (k, v) in &config {
             if o.config.get(k) != Some(v) {
@@ -450,13 +676,12 @@ pub fn plan(
         for k in MANAGED_LIMITS {
             if !config.contains_key(k) && o.config.get(k).is_some_and(|v| !v.is_empty()) {
                 // Unsupported keys the host refuses are left as they are, not fought over.
-                if k == "limits.disk.priority" && !caps.disk_priority {
+                if k == "limits.disk.priority" && !self.caps.disk_priority {
                     continue;
                 }
                 patch_cfg.insert(k.to_string(), String::new());
             }
         }
-        config.clear();
         let mut patch_dev = BTreeMap::new();
         for (dn, d) in &devices {
             if o.devices.get(dn) != Some(d) {
@@ -471,52 +696,29 @@ pub fn plan(
             };
         if !patch_cfg.is_empty() || !patch_dev.is_empty() || !remove.is_empty() {
             patches.push(Action::Patch {
-                name: name.clone(),
+                name: o.name.clone(),
                 config: patch_cfg,
                 devices: patch_dev,
                 remove_devices: remove,
             });
         }
-        if o.config.get(KEY_FILES) != Some(&files_h) {
+        if o.config.get(KEY_FILES).map(String::as_str) != Some(self.files_h) {
             patches.push(Action::PushFiles {
-                name: name.clone(),
-                files: files.clone(),
-                hash: files_h.clone(),
+                name: o.name.clone(),
+                files: self.files.to_vec(),
+                hash: self.files_h.to_string(),
             });
         }
         if !o.running {
-            starts.push(Action::Start { name: name.clone() });
+            starts.push(Action::Start {
+                name: o.name.clone(),
+            });
         } else if o.unhealthy == Unhealthy::Restart {
-            starts.push(Action::Restart { name: name.clone() });
+            starts.push(Action::Restart {
+                name: o.name.clone(),
+            });
         }
     }
-    out.actions.extend(patches);
-    out.actions.extend(starts);
-    out.actions.extend(creates);
-
-    // Rolling replacement, highest ordinal first. Replacing an instance that is already
-    // unavailable costs nothing; an available one spends the maxUnavailable budget.
-    let mut budget = spec
-        .update_strategy
-        .max_unavailable
-        .saturating_sub(unavailable);
-    replace_candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    for (_, n, available) in replace_candidates {
-        if !available {
-            out.actions.push(Action::Replace(n));
-        } else if budget > 0 {
-            budget -= 1;
-            out.actions.push(Action::Replace(n));
-        } else {
-            out.pending_replacements += 1;
-        }
-    }
-    if out.pending_replacements > 0 && spec.update_strategy.max_unavailable == 0 {
-        out.blocked.push(
-            "rollout blocked: maxUnavailable is 0 and surge replacement is not supported yet; set updateStrategy.maxUnavailable to 1 or more".into(),
-        );
-    }
-    out
 }
 
 /// Applies a `Patch` the way LXD's PATCH (and a PUT for removals) does: config keys merge and
@@ -563,6 +765,7 @@ pub fn simulate(observed: &[ObservedInstance], actions: &[Action]) -> Vec<Observ
                         ready: true,
                         unhealthy: Unhealthy::No,
                         busy: false,
+                        load: None,
                     },
                 );
             }

@@ -448,6 +448,13 @@ impl Reconciler {
             .desired_replicas(name, &spec, &observed, &uid, &load)
             .await;
         let caps = self.caps();
+        // Scale-down removes the least loaded; start-up CPU is not load.
+        for o in &mut observed {
+            o.load = load
+                .get(&o.name)
+                .filter(|l| !l.warming)
+                .and_then(|l| l.cpu_percent);
+        }
         let desired = Desired {
             name,
             uid: &uid,
@@ -1211,6 +1218,14 @@ impl Reconciler {
             last_transition_time: String::new(),
             observed_generation: generation,
         };
+        let template = crate::model::template_hash(spec);
+        let updated = observed
+            .iter()
+            .filter(|o| {
+                o.owner_uid() == Some(uid)
+                    && o.config.get(crate::model::KEY_TEMPLATE) == Some(&template)
+            })
+            .count() as u32;
         let all_ready = ready == desired && replicas == desired && p.pending_replacements == 0;
         let mut problems: Vec<(String, String)> = Vec::new();
         if !p.conflicts.is_empty() {
@@ -1243,6 +1258,9 @@ impl Reconciler {
         for b in &p.blocked {
             problems.push(("Blocked".into(), b.clone()));
         }
+        if !p.stalled.is_empty() {
+            problems.push(("RolloutStalled".into(), stalled_message(p, &last_probe)));
+        }
         let hard: Vec<&String> = failures.iter().filter(|f| !f.is_empty()).collect();
         if !hard.is_empty() {
             problems.push((
@@ -1264,20 +1282,31 @@ impl Reconciler {
             ),
             &now_s,
         );
-        let progressing = !all_ready || !p.actions.is_empty();
+        // Like a Deployment past its progress deadline: a stalled rollout is not progressing.
+        let stalled = !p.stalled.is_empty();
+        let progressing = (!all_ready || !p.actions.is_empty()) && !stalled;
         set_condition(
             &mut conditions,
             cond(
                 "Progressing",
                 progressing,
-                if p.pending_replacements > 0 {
+                if stalled {
+                    "RolloutStalled"
+                } else if p.pending_replacements > 0 {
                     "RollingUpdate"
                 } else if progressing {
                     "Converging"
                 } else {
                     "Converged"
                 },
-                if progressing {
+                if stalled {
+                    stalled_message(p, &last_probe)
+                } else if p.pending_replacements > 0 {
+                    format!(
+                        "rolling update: {updated}/{desired} instances on the current spec, {ready} ready; {} waiting for new ones to get ready",
+                        p.pending_replacements
+                    )
+                } else if progressing {
                     format!(
                         "{} action(s) this pass; {replicas} exist, {ready} ready, {desired} wanted",
                         p.actions.len()
@@ -1337,6 +1366,7 @@ impl Reconciler {
         prev.replicas = replicas;
         prev.ready_replicas = ready;
         prev.desired_replicas = desired;
+        prev.updated_replicas = updated;
         prev.instances = instances;
         prev.backoff = None;
         // The autoscaler's view and its conditions.
@@ -1508,6 +1538,12 @@ impl Reconciler {
                 .map(|c| format!("skip {}: it exists and is {}", c.name, c.owner)),
         );
         out.extend(p.blocked.iter().cloned());
+        if !p.stalled.is_empty() {
+            out.push(format!(
+                "rolling update stopped: {} never got healthy",
+                p.stalled.join(", ")
+            ));
+        }
         if p.pending_replacements > 0 {
             out.push(format!(
                 "{} more instance(s) to replace after these are ready",
@@ -1516,6 +1552,26 @@ impl Reconciler {
         }
         Ok(out)
     }
+}
+
+/// Why a rolling update stopped, and what to do about it.
+fn stalled_message(
+    p: &crate::plan::Plan,
+    last_probe: &HashMap<String, (u32, Option<String>)>,
+) -> String {
+    let why: Vec<String> = p
+        .stalled
+        .iter()
+        .map(|n| match last_probe.get(n).and_then(|(_, m)| m.clone()) {
+            Some(m) => format!("{n} ({m})"),
+            None => n.clone(),
+        })
+        .collect();
+    format!(
+        "rolling update stopped: the new spec's instance(s) {} never passed a health check, even after a restart; {} instance(s) of the previous spec keep serving. Fix the spec (image, files, limits) and apply it again, or apply the previous spec to roll back",
+        why.join(", "),
+        p.pending_replacements
+    )
 }
 
 /// Dry runs through the HTTP API ask the reconciler.

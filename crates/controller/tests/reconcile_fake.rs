@@ -80,7 +80,8 @@ async fn converges_then_a_second_pass_writes_nothing() {
     )
     .await;
     w.rec.reconcile("web").await.unwrap();
-    assert_eq!(names(&w), vec!["web-0", "web-1", "web-2"]);
+    // web-1 is taken, so the cluster's three are web-0, web-2 and web-3.
+    assert_eq!(names(&w), vec!["web-0", "web-1", "web-2", "web-3"]);
     assert!(w
         .fake
         .all()
@@ -127,7 +128,8 @@ async fn drift_is_corrected_and_strangers_are_left_alone() {
     });
     apply(&w, "web", json!({"replicas": 3})).await;
     w.rec.reconcile("web").await.unwrap();
-    assert_eq!(names(&w), vec!["web-0", "web-1", "web-2"]);
+    // web-1 is taken, so the cluster's three are web-0, web-2 and web-3.
+    assert_eq!(names(&w), vec!["web-0", "web-1", "web-2", "web-3"]);
     assert!(
         w.fake
             .all()
