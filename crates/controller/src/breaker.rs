@@ -253,6 +253,12 @@ impl<P: crate::proxy::ProxyBackend> crate::proxy::ProxyBackend for BreakerProxy<
     ) -> std::result::Result<Vec<crate::proxy::UpstreamState>, crate::proxy::ProxyError> {
         self.call(self.inner.upstreams()).await
     }
+    async fn traffic(
+        &self,
+        server: &str,
+    ) -> std::result::Result<Option<crate::proxy::ServerTraffic>, crate::proxy::ProxyError> {
+        self.call(self.inner.traffic(server)).await
+    }
     fn supports_rate_limit(&self) -> bool {
         self.inner.supports_rate_limit()
     }
@@ -267,6 +273,20 @@ impl<P: crate::proxy::ProxyBackend> crate::proxy::ProxyBackend for BreakerProxy<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::{FakeProxy, ProxyBackend, ServerTraffic};
+
+    #[tokio::test]
+    async fn the_proxy_breaker_passes_traffic_through() {
+        let fake = FakeProxy::new();
+        let t = ServerTraffic {
+            requests_total: 3.0,
+            ..ServerTraffic::default()
+        };
+        fake.set_traffic("botcluster-demo", t);
+        let guarded = BreakerProxy::new(fake, BreakerConfig::default());
+        assert_eq!(guarded.traffic("botcluster-demo").await.ok(), Some(Some(t)));
+        assert_eq!(guarded.traffic("botcluster-x").await.ok(), Some(None));
+    }
 
     #[test]
     fn opens_after_threshold_half_opens_after_timeout_and_closes_on_success() {

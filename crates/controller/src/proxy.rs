@@ -12,6 +12,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::Value;
 
+/// A server's proxied traffic since Caddy started, from Caddy's `/metrics` (see
+/// [`ProxyBackend::traffic`]).
+pub use caddy_client::ServerTraffic;
+
 /// Why a proxy call failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -39,6 +43,11 @@ pub trait ProxyBackend: Send + Sync + 'static {
     async fn remove_server(&self, name: &str) -> Result<bool, ProxyError>;
     /// Every upstream the proxy knows, with requests in flight.
     async fn upstreams(&self) -> Result<Vec<UpstreamState>, ProxyError>;
+    /// The requests the named server's `reverse_proxy` handlers served since the proxy
+    /// started: counters, so a rate needs two readings ([`ServerTraffic::since`], which also
+    /// notices a proxy restart). `None` while the server has proxied nothing yet, or when it
+    /// is unknown or has no metrics (the rendered servers all have `"metrics": {}`).
+    async fn traffic(&self, server: &str) -> Result<Option<ServerTraffic>, ProxyError>;
     /// Whether the proxy has a rate-limit handler module.
     fn supports_rate_limit(&self) -> bool;
     /// Config writes sent so far (tests prove "zero pushes" with it).
@@ -108,6 +117,11 @@ impl ProxyBackend for CaddyProxy {
             })
             .collect())
     }
+    /// One `GET /metrics` (all of Caddy's metrics, a few tens of kB) per call.
+    async fn traffic(&self, server: &str) -> Result<Option<ServerTraffic>, ProxyError> {
+        let text = self.client.metrics().await.map_err(err)?;
+        Ok(ServerTraffic::from_metrics(&text, server))
+    }
     fn supports_rate_limit(&self) -> bool {
         self.rate_limit
     }
@@ -123,6 +137,7 @@ impl ProxyBackend for CaddyProxy {
 #[derive(Clone, Default)]
 pub struct FakeProxy {
     servers: Arc<Mutex<BTreeMap<String, Value>>>,
+    traffic: Arc<Mutex<BTreeMap<String, ServerTraffic>>>,
     writes: Arc<AtomicU64>,
 }
 
@@ -139,6 +154,13 @@ impl FakeProxy {
     pub fn set(&self, name: &str, v: Value) {
         if let Ok(mut s) = self.servers.lock() {
             s.insert(name.into(), v);
+        }
+    }
+    /// What [`ProxyBackend::traffic`] reports for `server` from now on (counters since the
+    /// proxy started; set a smaller value to play a proxy restart). Until set: `None`.
+    pub fn set_traffic(&self, server: &str, traffic: ServerTraffic) {
+        if let Ok(mut t) = self.traffic.lock() {
+            t.insert(server.into(), traffic);
         }
     }
 }
@@ -179,6 +201,14 @@ impl ProxyBackend for FakeProxy {
     async fn upstreams(&self) -> Result<Vec<UpstreamState>, ProxyError> {
         Ok(Vec::new())
     }
+    async fn traffic(&self, server: &str) -> Result<Option<ServerTraffic>, ProxyError> {
+        Ok(self
+            .traffic
+            .lock()
+            .map_err(|_| ProxyError("poisoned".into()))?
+            .get(server)
+            .copied())
+    }
     fn supports_rate_limit(&self) -> bool {
         false
     }
@@ -187,5 +217,27 @@ impl ProxyBackend for FakeProxy {
     }
     fn endpoint(&self) -> String {
         "fake".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_fake_reports_the_traffic_a_test_sets_and_none_before() {
+        let proxy = FakeProxy::new();
+        assert_eq!(proxy.traffic("botcluster-demo").await.ok(), Some(None));
+        let t = ServerTraffic {
+            requests_total: 120.0,
+            errors_total: 1.0,
+            duration_seconds_sum: 6.0,
+            duration_seconds_count: 119.0,
+        };
+        proxy.set_traffic("botcluster-demo", t);
+        let clone = proxy.clone();
+        assert_eq!(clone.traffic("botcluster-demo").await.ok(), Some(Some(t)));
+        assert_eq!(clone.traffic("botcluster-other").await.ok(), Some(None));
+        assert_eq!(proxy.write_count(), 0, "reading traffic writes nothing");
     }
 }
