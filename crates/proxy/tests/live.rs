@@ -724,3 +724,49 @@ async fn someone_elses_server_survives_and_an_unchanged_render_writes_nothing() 
         .expect("remove"));
     assert_eq!(get(&user_base, "/", &[]).await.text(), "user site");
 }
+
+#[tokio::test]
+async fn the_rendered_server_counts_its_proxied_requests_once_each() {
+    let Some(caddy) = Caddy::start() else { return };
+    let client = caddy.client();
+    let ups = fleet(["alpha", "beta", "gamma"]);
+    let lb = spec(
+        free_port(),
+        json!({"routes": [
+            {"name": "api", "path": "/api/*"},
+            {"name": "static", "policy": "first"}
+        ]}),
+    );
+    let base = listen_url(&lb);
+    let rendered = render_with(&lb, &dials(&ups));
+    let common = &rendered.server["routes"][0]["handle"];
+    assert!(
+        common.as_array().is_some_and(|h| h.len() >= 2),
+        "the common route's headers and encode count each request too: {common}"
+    );
+    assert_eq!(push(&client, &rendered).await, Applied::Created);
+    let name = server_name("live");
+    let before =
+        caddy_client::ServerTraffic::from_metrics(&client.metrics().await.expect("metrics"), &name);
+    assert_eq!(before, None, "no request yet, no series");
+
+    let n = 6;
+    for path in ["/api/x", "/"] {
+        for _ in 0..n / 2 {
+            assert_eq!(get(&base, path, &[]).await.status, 200);
+        }
+    }
+    let traffic =
+        caddy_client::ServerTraffic::from_metrics(&client.metrics().await.expect("metrics"), &name)
+            .expect("the server has metrics on");
+    // Both routes' reverse_proxy handlers, summed; the common route's handlers are not.
+    assert!(
+        traffic.requests_total >= f64::from(n) && traffic.requests_total < f64::from(2 * n),
+        "{traffic:?}"
+    );
+    assert!(
+        traffic.duration_seconds_count >= f64::from(n),
+        "{traffic:?}"
+    );
+    assert_eq!(traffic.errors_total, 0.0, "{traffic:?}");
+}
