@@ -1306,6 +1306,69 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_through_caddy_scale_the_cluster_on_requests_per_minute() {
+    let Some(op) = Operator::start_with("rpm", true).await else {
+        return;
+    };
+    let lb_port = free_port();
+    op.apply(&format!(
+        "  replicas: 1\n  health:\n    interval: 1s\n    timeout: 1s\n  autoscaling:\n    enabled: true\n    minInstances: 1\n    maxInstances: 3\n    cpuThreshold: 95\n    requestThreshold: 300\n    checkInterval: 2s\n    cooldown: 600s\n  loadBalancer:\n    listen: 127.0.0.1:{lb_port}\n"
+    ));
+    op.wait_ready();
+    let rpm = |o: &Value| {
+        o.pointer("/status/autoscaler/currentMetrics/requestsPerMinute")
+            .and_then(Value::as_f64)
+    };
+    // Idle: Caddy counts nothing, and the autoscaler reads that as 0 requests per minute.
+    op.wait_for("an idle request rate", Duration::from_secs(30), || async {
+        rpm(&op.get()) == Some(0.0)
+    })
+    .await;
+    // About 50 requests a second through the load balancer: ~3000/min, 10× the target.
+    let started = Instant::now();
+    let client = SteadyClient::start(&op.lb_url(), Duration::from_millis(20));
+    op.wait_for(
+        "a scale-up on requestsPerMinute",
+        Duration::from_secs(60),
+        || async {
+            op.get()
+                .pointer("/status/autoscaler/desiredReplicas")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                >= 2
+        },
+    )
+    .await;
+    let reacted = started.elapsed();
+    let o = op.get();
+    let a = o
+        .pointer("/status/autoscaler")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(rpm(&o).is_some_and(|r| r > 300.0), "{a}");
+    assert_eq!(a["decidedBy"], "requestsPerMinute", "{a}");
+    assert!(
+        a["currentMetrics"]["responseTimeMs"].as_f64().is_some(),
+        "{a}"
+    );
+    // Two readings a check interval apart make the first rate.
+    assert!(
+        reacted < Duration::from_secs(10),
+        "reacted only after {reacted:?}"
+    );
+    eprintln!("reacted to requests in {reacted:?}");
+    op.wait_for("3 instances ready", Duration::from_secs(600), || async {
+        op.get().pointer("/status/readyReplicas") == Some(&Value::from(3))
+    })
+    .await;
+    let (ok, failed) = client.finish().await;
+    assert!(ok > 100, "the client barely ran ({ok} requests)");
+    assert!(failed.is_empty(), "{failed:?}\n{}", op.log());
+    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Forwards a unix socket to LXD's, so a test can cut the operator off from LXD (as if the
 /// daemon were stopped) without stopping the daemon other tests use.
 struct LxdCut {

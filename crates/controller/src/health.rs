@@ -12,6 +12,7 @@ use botcluster_api::spec::{BotClusterSpec, HealthCheck};
 
 use crate::plan::{ObservedInstance, Unhealthy};
 use crate::probe::ProbeResult;
+use crate::proxy::ServerTraffic;
 
 /// Per-instance health memory.
 #[derive(Clone, Debug)]
@@ -45,6 +46,20 @@ pub struct ClusterMemory {
     pub last_scale: Option<String>,
     /// The last decision, for status.
     pub decision: Option<botcluster_autoscale::Decision>,
+    /// Caddy's counters for this cluster's server when the current rate window began.
+    pub traffic_base: Option<(Instant, ServerTraffic)>,
+    /// The request rate measured over the last complete window.
+    pub traffic_rate: Option<TrafficRate>,
+}
+
+/// What the load balancer saw of a cluster over one window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrafficRate {
+    /// Requests proxied to the cluster per minute (all instances together).
+    pub requests_per_minute: f64,
+    /// Mean time Caddy spent per completed request, in milliseconds; `None` when no request
+    /// completed in the window.
+    pub response_time_ms: Option<f64>,
 }
 
 /// How long a new or restarted instance may fail its probes before they count: it is still
@@ -149,10 +164,96 @@ impl ClusterMemory {
         }
     }
 
+    /// Folds one reading of Caddy's counters in and returns the rate over the last window of at
+    /// least `window`: counters are totals since Caddy started, so a rate needs two readings.
+    /// `None` until the first window completes, and again after the counters go backwards
+    /// (Caddy restarted).
+    pub fn fold_traffic(
+        &mut self,
+        now: Instant,
+        sample: ServerTraffic,
+        window: Duration,
+    ) -> Option<TrafficRate> {
+        let Some((t0, base)) = &self.traffic_base else {
+            self.traffic_base = Some((now, sample));
+            return None;
+        };
+        let Some(d) = sample.since(base) else {
+            // Caddy restarted: its counters began again at zero.
+            self.traffic_base = Some((now, sample));
+            self.traffic_rate = None;
+            return None;
+        };
+        let dt = now.duration_since(*t0);
+        if dt < window || dt.is_zero() {
+            return self.traffic_rate;
+        }
+        let rate = TrafficRate {
+            requests_per_minute: d.requests_total / (dt.as_secs_f64() / 60.0),
+            response_time_ms: (d.duration_seconds_count > 0.0)
+                .then(|| d.duration_seconds_sum / d.duration_seconds_count * 1000.0),
+        };
+        self.traffic_base = Some((now, sample));
+        self.traffic_rate = Some(rate);
+        self.traffic_rate
+    }
+
     /// Forgets `name` (replaced or deleted).
     pub fn forget(&mut self, name: &str) {
         self.health.remove(name);
         self.cpu.remove(name);
         self.first_sample.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(requests: f64, seconds: f64) -> ServerTraffic {
+        ServerTraffic {
+            requests_total: requests,
+            errors_total: 0.0,
+            duration_seconds_sum: seconds,
+            duration_seconds_count: requests,
+        }
+    }
+
+    #[test]
+    fn traffic_rates_come_from_two_readings_a_window_apart() {
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(5);
+        assert_eq!(m.fold_traffic(t0, t(100.0, 10.0), w), None);
+        // Too soon: no rate yet.
+        assert_eq!(
+            m.fold_traffic(t0 + Duration::from_secs(2), t(110.0, 11.0), w),
+            None
+        );
+        // 10 s later, 200 more requests taking 40 s in all: 1200/min, 200 ms each.
+        let r = m
+            .fold_traffic(t0 + Duration::from_secs(10), t(300.0, 50.0), w)
+            .unwrap();
+        assert!((r.requests_per_minute - 1200.0).abs() < 1e-9);
+        assert!((r.response_time_ms.unwrap() - 200.0).abs() < 1e-9);
+        // Within the next window the last rate stands.
+        assert_eq!(
+            m.fold_traffic(t0 + Duration::from_secs(11), t(301.0, 50.1), w),
+            Some(r)
+        );
+        // Idle: 0 requests per minute and no response time.
+        let idle = m
+            .fold_traffic(t0 + Duration::from_secs(20), t(300.0, 50.0), w)
+            .unwrap();
+        assert_eq!(idle.requests_per_minute, 0.0);
+        assert_eq!(idle.response_time_ms, None);
+        // Caddy restarted: counters went back, so no rate until a new window completes.
+        assert_eq!(
+            m.fold_traffic(t0 + Duration::from_secs(30), t(5.0, 1.0), w),
+            None
+        );
+        assert!(m
+            .fold_traffic(t0 + Duration::from_secs(36), t(65.0, 4.0), w)
+            .is_some_and(|r| (r.requests_per_minute - 600.0).abs() < 1e-9));
     }
 }

@@ -290,7 +290,7 @@ impl Reconciler {
     }
 
     /// CPU % of the limit (from the change in CPU seconds since the last pass) and memory in
-    /// use, per instance, from one `GET /1.0/metrics`.
+    /// use, per running and ready instance, from its `GET /1.0/instances/NAME/state`.
     async fn sample_load(
         &self,
         name: &str,
@@ -342,6 +342,33 @@ impl Reconciler {
         })
     }
 
+    /// The cluster's request rate through its Caddy server over the last window (at least one
+    /// check interval). `None`: not collected (no load balancer, or Caddy did not answer);
+    /// `Some(None)`: collected, but the first window is not complete yet.
+    async fn sample_traffic(
+        &self,
+        name: &str,
+        spec: &BotClusterSpec,
+    ) -> Option<Option<crate::health::TrafficRate>> {
+        let proxy = self.proxy.as_ref()?;
+        spec.load_balancer.as_ref().filter(|lb| lb.enabled)?;
+        let server = botcluster_proxy::server_name(name);
+        let sample = match proxy.traffic(&server).await {
+            // Caddy creates the series with the first request: none yet is zero so far.
+            Ok(t) => t.unwrap_or_default(),
+            Err(e) => {
+                tracing::debug!(cluster = name, error = %e, "no request rate from the load balancer");
+                return None;
+            }
+        };
+        let window = spec
+            .autoscaling
+            .check_interval
+            .get()
+            .max(Duration::from_secs(1));
+        Some(self.with_memory(name, |m| m.fold_traffic(Instant::now(), sample, window)))
+    }
+
     /// The autoscaler's count for this pass (the spec's `replicas` when autoscaling is off).
     async fn desired_replicas(
         &self,
@@ -365,8 +392,14 @@ impl Reconciler {
             .as_ref()
             .and_then(|m| m.bytes().ok())
             .filter(|b| *b > 0);
+        let traffic = self.sample_traffic(name, spec).await;
         let now = Instant::now();
         let since_epoch = now.duration_since(self.epoch);
+        let ready = observed
+            .iter()
+            .filter(|o| o.owner_uid() == Some(uid) && o.running && o.ready)
+            .count()
+            .max(1) as f64;
         let (decision, current) = self.with_memory(name, |m| {
             let mut instances = Vec::new();
             for o in observed
@@ -375,6 +408,9 @@ impl Reconciler {
             {
                 let l = load.get(&o.name);
                 let probe = m.health.get(&o.name).and_then(|h| h.last.clone());
+                // Caddy counts the cluster's requests, not each upstream's (2.6.2 has no
+                // per-upstream metrics): the instances in the pool share them.
+                let served = traffic.flatten().filter(|_| o.ready);
                 instances.push(botcluster_autoscale::InstanceMetrics {
                     // Start-up CPU is not load.
                     cpu_percent: l.filter(|l| !l.warming).and_then(|l| l.cpu_percent),
@@ -382,15 +418,24 @@ impl Reconciler {
                         (Some(b), Some(lim)) => Some(b as f64 / lim as f64 * 100.0),
                         _ => None,
                     },
-                    requests_per_minute: None,
-                    response_time_ms: probe.as_ref().filter(|p| p.ready).map(|p| p.latency_ms),
+                    requests_per_minute: served.map(|t| t.requests_per_minute / ready),
+                    // What clients waited, when requests went through Caddy in the window;
+                    // else the operator's own probe latency.
+                    response_time_ms: served
+                        .and_then(|t| t.response_time_ms)
+                        .or_else(|| probe.as_ref().filter(|p| p.ready).map(|p| p.latency_ms)),
                     queue_depth: probe.as_ref().and_then(|p| p.queue_depth),
                 });
             }
             let snapshot = botcluster_autoscale::MetricsSnapshot {
                 instances,
-                // Caddy 2.6.2 reports no per-upstream request rates to the operator.
-                uncollected: vec![botcluster_api::spec::ScalingMetric::RequestsPerMinute],
+                // Without a load balancer (or while Caddy does not answer) there is no request
+                // rate at all: uncollected, so it neither holds nor causes a scale-down.
+                uncollected: if traffic.is_none() {
+                    vec![botcluster_api::spec::ScalingMetric::RequestsPerMinute]
+                } else {
+                    Vec::new()
+                },
             };
             let current = m
                 .desired

@@ -355,3 +355,51 @@ async fn the_load_balancer_is_restored_and_rate_limits_are_reported_not_faked() 
     w.rec.reconcile("lb").await.unwrap();
     assert!(proxy.servers().is_empty());
 }
+
+#[tokio::test]
+async fn the_load_balancers_request_rate_drives_the_autoscaler() {
+    use botcluster_controller::proxy::ServerTraffic;
+    let (w, proxy) = with_proxy(world());
+    apply(
+        &w,
+        "busy",
+        json!({"replicas": 2, "health": {"enabled": false},
+               "autoscaling": {"enabled": true, "minInstances": 2, "maxInstances": 6,
+                               "requestThreshold": 1000, "checkInterval": "1s"},
+               "loadBalancer": {"listen": "127.0.0.1:8998"}}),
+    )
+    .await;
+    // Before the first request Caddy has no series for the server: zero so far.
+    w.rec.reconcile("busy").await.unwrap();
+    w.rec.reconcile("busy").await.unwrap();
+    let st = status(&w, "busy").await;
+    assert_eq!(st["autoscaler"]["desiredReplicas"], json!(2), "{st}");
+    // A window (1 s) later: still nothing. Another window later, 200 requests have gone
+    // through, 50 ms each: up to 10900/min, over 5000 per instance.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.rec.reconcile("busy").await.unwrap();
+    let st = status(&w, "busy").await;
+    assert_eq!(
+        st["autoscaler"]["currentMetrics"]["requestsPerMinute"],
+        json!(0.0),
+        "{st}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    proxy.set_traffic(
+        "botcluster-busy",
+        ServerTraffic {
+            requests_total: 200.0,
+            errors_total: 0.0,
+            duration_seconds_sum: 10.0,
+            duration_seconds_count: 200.0,
+        },
+    );
+    w.rec.reconcile("busy").await.unwrap();
+    let st = status(&w, "busy").await;
+    let a = &st["autoscaler"];
+    let rpm = a["currentMetrics"]["requestsPerMinute"].as_f64().unwrap();
+    assert!((2000.0..=5500.0).contains(&rpm), "{a}");
+    assert_eq!(a["currentMetrics"]["responseTimeMs"], json!(50.0), "{a}");
+    assert_eq!(a["decidedBy"], json!("requestsPerMinute"), "{a}");
+    assert_eq!(a["desiredReplicas"], json!(6), "{a}");
+}
