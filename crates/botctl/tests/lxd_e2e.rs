@@ -1182,6 +1182,18 @@ async fn a_rolling_update_surges_without_failed_requests_and_a_broken_one_stalls
         Some(&Value::from(1)),
         "{o}"
     );
+    // What the RolloutStalled alert (manifests/prometheus/alerts.yml) watches.
+    let cluster = format!("cluster=\"{}\"", op.cluster);
+    assert_eq!(
+        op.metric_where("botcluster_rollout_stalled{", &cluster)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        op.metric_where("botcluster_updated_instances{", &cluster)
+            .await,
+        1.0
+    );
     // It stays stopped: nothing more is replaced while the spec is unchanged.
     let writes = op.lxd_writes().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1202,6 +1214,11 @@ async fn a_rolling_update_surges_without_failed_requests_and_a_broken_one_stalls
             && op.containers().await.len() == 2
     })
     .await;
+    assert_eq!(
+        op.metric_where("botcluster_rollout_stalled{", &cluster)
+            .await,
+        0.0
+    );
     let (ok, failed) = client.finish().await;
     assert!(ok > 50, "the client barely ran ({ok} requests)");
     assert!(
@@ -1351,6 +1368,15 @@ async fn requests_through_caddy_scale_the_cluster_on_requests_per_minute() {
     assert!(
         a["currentMetrics"]["responseTimeMs"].as_f64().is_some(),
         "{a}"
+    );
+    let cluster = format!("cluster=\"{}\"", op.cluster);
+    assert!(
+        op.metric_where(
+            "botcluster_autoscaler_metric{",
+            &format!("{cluster},metric=\"requestsPerMinute\"")
+        )
+        .await
+            > 0.0
     );
     // Two readings a check interval apart make the first rate.
     assert!(

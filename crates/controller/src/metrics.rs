@@ -37,6 +37,12 @@ pub struct ControllerMetrics {
     pub ready_instances: IntGaugeVec,
     /// `botcluster_desired_instances{cluster}`.
     pub desired_instances: IntGaugeVec,
+    /// `botcluster_updated_instances{cluster}`: instances made from the current spec.
+    pub updated_instances: IntGaugeVec,
+    /// `botcluster_rollout_stalled{cluster}`: 1 while a rolling update is stopped.
+    pub rollout_stalled: IntGaugeVec,
+    /// `botcluster_autoscaler_metric{cluster,metric}`: the average the autoscaler last saw.
+    pub autoscaler_metric: prometheus::GaugeVec,
     /// `botcluster_lxd_requests_total{method,path,code}`.
     pub lxd_requests: IntCounterVec,
     /// `botcluster_proxy_config_pushes_total{result}`: writes of a cluster's proxy config.
@@ -171,6 +177,39 @@ impl ControllerMetrics {
                         "Containers wanted, per cluster",
                     ),
                     &["cluster"],
+                )
+                .expect("static"),
+            ),
+            updated_instances: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "botcluster_updated_instances",
+                        "Containers made from the cluster's current spec (image and profiles)",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            rollout_stalled: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "botcluster_rollout_stalled",
+                        "1 while a rolling update is stopped because a new container never got healthy",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            autoscaler_metric: reg(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "botcluster_autoscaler_metric",
+                        "Average over the cluster's instances of each metric the autoscaler last saw (cpu and memory in %, requestsPerMinute per instance, responseTimeMs, queueDepth)",
+                    ),
+                    &["cluster", "metric"],
                 )
                 .expect("static"),
             ),

@@ -621,9 +621,12 @@ impl Reconciler {
                 &self.metrics.instances,
                 &self.metrics.ready_instances,
                 &self.metrics.desired_instances,
+                &self.metrics.updated_instances,
+                &self.metrics.rollout_stalled,
             ] {
                 let _ = g.remove_label_values(&[name]);
             }
+            self.forget_autoscaler_metrics(name);
             tracing::info!(cluster = name, "torn down");
             return Ok(Outcome {
                 requeue_after: Duration::MAX,
@@ -1406,6 +1409,14 @@ impl Reconciler {
             .desired_instances
             .with_label_values(&[name])
             .set(desired as i64);
+        self.metrics
+            .updated_instances
+            .with_label_values(&[name])
+            .set(updated as i64);
+        self.metrics
+            .rollout_stalled
+            .with_label_values(&[name])
+            .set(i64::from(stalled));
         prev.observed_generation = generation;
         prev.conditions = conditions;
         prev.replicas = replicas;
@@ -1425,6 +1436,13 @@ impl Reconciler {
                     .max_instances
                     .with_label_values(&[name])
                     .set(a.max_instances as i64);
+                self.forget_autoscaler_metrics(name);
+                for (metric, v) in &d.metrics {
+                    self.metrics
+                        .autoscaler_metric
+                        .with_label_values(&[name, metric])
+                        .set(*v);
+                }
                 prev.autoscaler = Some(botcluster_api::status::AutoscalerStatus {
                     current_metrics: d
                         .metrics
@@ -1489,11 +1507,23 @@ impl Reconciler {
             None => {
                 prev.autoscaler = None;
                 let _ = self.metrics.max_instances.remove_label_values(&[name]);
+                self.forget_autoscaler_metrics(name);
                 prev.conditions
                     .retain(|c| c.type_ != "MaxInstancesReached" && c.type_ != "ScalingFailed");
             }
         }
         prev
+    }
+
+    /// Drops the cluster's `botcluster_autoscaler_metric` series (a metric can stop being
+    /// reported, and a deleted cluster leaves none behind).
+    fn forget_autoscaler_metrics(&self, name: &str) {
+        for m in botcluster_autoscale::METRICS {
+            let _ = self
+                .metrics
+                .autoscaler_metric
+                .remove_label_values(&[name, botcluster_autoscale::metric_name(m)]);
+        }
     }
 
     async fn write_status(
