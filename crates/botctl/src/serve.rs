@@ -22,6 +22,11 @@ pub struct ServeArgs {
     /// path). Default: `$LXD_DIR/unix.socket`, else /var/lib/lxd/unix.socket.
     #[arg(long, env = "BOTCLUSTER_LXD")]
     pub lxd: Option<String>,
+    /// How long one LXD request may take before it counts as failed, so a hung daemon shows
+    /// as Degraded with a backoff instead of stalling every pass. Waits for LXD operations
+    /// (create, start, stop) have their own limit of 120 s.
+    #[arg(long, default_value = "20s", value_parser = parse_positive_duration)]
+    pub lxd_timeout: std::time::Duration,
     /// Host ports handed to containers whose spec has no `hostPorts` (FIRST-LAST).
     #[arg(long, default_value = "20000-20999", value_parser = parse_range)]
     pub port_range: (u16, u16),
@@ -76,6 +81,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     botcluster_api::quantity::parse_duration(s)
 }
 
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("\"{s}\" is zero; give a time above 0, e.g. 20s"));
+    }
+    Ok(d)
+}
+
 pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -103,6 +116,7 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         };
         let client = lxd_client::Client::unix(&socket)
             .with_context(|| format!("setting up the LXD client for {}", socket.display()))?
+            .with_request_timeout(args.lxd_timeout)
             .with_operation_timeout(Some(std::time::Duration::from_secs(120)));
         if !socket.exists() {
             tracing::warn!(

@@ -140,6 +140,8 @@ struct Operator {
     caddy: Option<Caddy>,
     /// A socket to reach LXD through instead of the default one.
     lxd_socket: Option<PathBuf>,
+    /// More `botctl serve` arguments.
+    extra_args: Vec<String>,
     child: Option<Child>,
     addr: String,
     dir: tempfile::TempDir,
@@ -166,6 +168,7 @@ impl Operator {
             _serial: serial,
             caddy,
             lxd_socket: None,
+            extra_args: Vec::new(),
             child: None,
             addr: String::new(),
             dir: tempfile::tempdir().unwrap(),
@@ -202,6 +205,7 @@ impl Operator {
         if let Some(sock) = &socket {
             args.extend(["--lxd", sock.as_str()]);
         }
+        args.extend(self.extra_args.iter().map(String::as_str));
         let child = Command::new(env!("CARGO_BIN_EXE_botctl"))
             .args(&args)
             .env("BOTCLUSTER_DATA_DIR", self.dir.path())
@@ -1481,6 +1485,113 @@ async fn losing_lxd_makes_the_cluster_degraded_with_backoff_and_it_recovers() {
     })
     .await;
     assert_eq!(op.containers().await.len(), 2);
+    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The pid of the LXD daemon `cargo xtask lxd-up` started (from its pid file), if it runs.
+fn lxd_daemon_pid() -> Option<u32> {
+    let dir = std::env::var_os("LXD_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/lxd"));
+    let pid: u32 = std::fs::read_to_string(dir.join("xtask-lxd.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "lxd").then_some(pid)
+}
+
+/// Freezes the LXD daemon with SIGSTOP: the real daemon, there but not answering (its socket
+/// still accepts connections). SIGCONT when dropped, also when the test fails.
+struct LxdFreeze(u32);
+
+impl LxdFreeze {
+    fn new(pid: u32) -> LxdFreeze {
+        let ok = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "could not SIGSTOP the LXD daemon (pid {pid})");
+        LxdFreeze(pid)
+    }
+}
+
+impl Drop for LxdFreeze {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_lxd_daemon_makes_the_cluster_degraded_while_containers_keep_serving() {
+    let Some(mut op) = Operator::start("freeze").await else {
+        return;
+    };
+    let Some(pid) = lxd_daemon_pid() else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but no LXD daemon started by `cargo xtask lxd-up` (no xtask-lxd.pid)"
+        );
+        eprintln!("skipped: LXD was not started by `cargo xtask lxd-up`, so its pid is unknown");
+        return;
+    };
+    // A short request timeout, so the test need not wait out the default 20 s.
+    op.kill_9();
+    op.extra_args = vec!["--lxd-timeout".into(), "2s".into()];
+    op.spawn();
+    let spec = |n: u32| format!("  replicas: {n}\n  health:\n    interval: 1s\n    timeout: 1s\n");
+    op.apply(&spec(1));
+    op.wait_ready();
+    let url = instance_urls(&op.get()).remove(0);
+
+    let freeze = LxdFreeze::new(pid);
+    let frozen_at = Instant::now();
+    op.apply(&spec(2));
+    op.wait_for(
+        "Degraded with a backoff while LXD is frozen",
+        Duration::from_secs(120),
+        || async {
+            let o = op.get();
+            condition(&o, "Degraded")
+                .is_some_and(|c| c["status"] == "True" && c["reason"] == "ReconcileError")
+                && o.pointer("/status/backoff/failures")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    >= 2
+        },
+    )
+    .await;
+    eprintln!("Degraded {:?} after LXD froze", frozen_at.elapsed());
+    let message = condition(&op.get(), "Degraded").unwrap()["message"].clone();
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("LXD")),
+        "the condition should name LXD: {message}"
+    );
+    // The container does not need the daemon to serve: its proxy device is its own process.
+    let h = health(&url).await;
+    assert_eq!(
+        h.as_ref().map(|h| h["status"].clone()),
+        Some(Value::from("healthy")),
+        "{h:?}"
+    );
+
+    drop(freeze);
+    op.wait_for(
+        "2 containers after LXD thawed",
+        Duration::from_secs(600),
+        || async { op.containers().await.len() == 2 },
+    )
+    .await;
+    op.wait_ready();
+    op.wait_for("Degraded cleared", Duration::from_secs(600), || async {
+        condition(&op.get(), "Degraded").is_some_and(|c| c["status"] == "False")
+    })
+    .await;
     let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
