@@ -129,11 +129,19 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
         .pointer("/status/desiredReplicas")
         .and_then(Value::as_u64)
         .unwrap_or_else(|| n(obj, "/spec/replicas"));
+    let exist = n(obj, "/status/replicas");
+    let updated = obj
+        .pointer("/status/updatedReplicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(exist);
     out.push_str(&format!(
-        "Replicas:    {} ready, {} exist, {} desired\n",
+        "Replicas:    {} ready, {exist} exist, {desired} desired{}\n",
         n(obj, "/status/readyReplicas"),
-        n(obj, "/status/replicas"),
-        desired
+        if updated == exist {
+            String::new()
+        } else {
+            format!(", {updated} on the current spec (rolling update)")
+        }
     ));
     if let Some(p) = obj.pointer("/status/proxy") {
         out.push_str(&format!(
@@ -150,12 +158,26 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
         ));
     }
     if let Some(a) = obj.pointer("/status/autoscaler") {
+        let seen: Vec<String> = a
+            .get("currentMetrics")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_f64().map(|v| format!("{k} {v}")))
+                    .collect()
+            })
+            .unwrap_or_default();
         out.push_str(&format!(
-            "Autoscaler:  wants {} ({})\n",
+            "Autoscaler:  wants {} ({}){}\n",
             n(a, "/desiredReplicas"),
             a.get("decidedBy")
                 .and_then(Value::as_str)
-                .unwrap_or("no rule fired")
+                .unwrap_or("no rule fired"),
+            if seen.is_empty() {
+                String::new()
+            } else {
+                format!("; sees {}", seen.join(", "))
+            }
         ));
     }
     if let Some(b) = obj.pointer("/status/backoff") {
@@ -255,5 +277,41 @@ fn human_bytes(b: u64) -> String {
         format!("{b}B")
     } else {
         format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn status_shows_a_rolling_update_and_what_the_autoscaler_sees() {
+        let obj = json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"image": "img", "replicas": 2},
+            "status": {
+                "observedGeneration": 3, "replicas": 3, "readyReplicas": 2,
+                "desiredReplicas": 2, "updatedReplicas": 1,
+                "autoscaler": {"desiredReplicas": 2, "decidedBy": "requestsPerMinute",
+                               "currentMetrics": {"cpu": 12.5, "requestsPerMinute": 900.0}}
+            }
+        });
+        let out = super::status(&obj, &[]);
+        assert!(
+            out.contains(
+                "Replicas:    2 ready, 3 exist, 2 desired, 1 on the current spec (rolling update)"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "Autoscaler:  wants 2 (requestsPerMinute); sees cpu 12.5, requestsPerMinute 900"
+            ),
+            "{out}"
+        );
+        // Nothing rolling: no mention.
+        let mut calm = obj.clone();
+        calm["status"]["updatedReplicas"] = json!(3);
+        assert!(super::status(&calm, &[]).contains("3 exist, 2 desired\n"));
     }
 }

@@ -541,10 +541,20 @@ async fn a_hand_made_container_with_a_colliding_name_is_left_alone_and_reported(
                                 .is_some_and(|r| r.contains("NameConflict"))
                     })
                 })
-                && o.pointer("/status/readyReplicas") == Some(&Value::from(1))
+                // The cluster still gets its 2, under the next free name.
+                && o.pointer("/status/readyReplicas") == Some(&Value::from(2))
         },
     )
     .await;
+    let names: Vec<String> = op.containers().await.into_iter().map(|i| i.name).collect();
+    assert_eq!(
+        names,
+        vec![
+            format!("{}-0", op.cluster),
+            squatter.clone(),
+            format!("{}-2", op.cluster)
+        ]
+    );
     let status = String::from_utf8_lossy(&op.botctl(&["status", &op.cluster]).stdout).to_string();
     assert!(
         status.contains(&squatter) && status.contains("NameConflict"),

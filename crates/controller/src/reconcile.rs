@@ -534,8 +534,9 @@ impl Reconciler {
             )
             .await;
         self.proxy_status(name, &mut status, proxy).await;
-        let converging =
-            acted || status.ready_replicas < status.desired_replicas || p.pending_replacements > 0;
+        // A stalled rollout waits for a new spec: health-check cadence, not converge polling.
+        let rolling = p.pending_replacements > 0 && p.stalled.is_empty();
+        let converging = acted || status.ready_replicas < status.desired_replicas || rolling;
         // Health checks and the autoscaler need passes at their own cadence.
         let mut period = self.config.resync;
         if spec.health.enabled {
