@@ -22,6 +22,21 @@ fn image() -> String {
     std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
 }
 
+/// Makes a spawned process die with the test thread that started it (SIGKILL on parent death),
+/// so a killed test run leaves no operator behind to recreate what the next run sweeps away.
+fn dies_with_this_test(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// The LXD client, or None (skip) when there is no LXD and CI is not set.
 async fn lxd() -> Option<Client> {
     let socket = Client::default_socket_path();
@@ -37,8 +52,25 @@ async fn lxd() -> Option<Client> {
         return missing(format!("no LXD at {}", socket.display()));
     }
     let client = Client::unix(&socket).expect("client");
-    if client.get_image_alias(&image()).await.is_err() {
-        return missing(format!("LXD has no image alias {}", image()));
+    // A busy daemon can be slow to answer: only a clear "not found" means no image.
+    let started = Instant::now();
+    loop {
+        match client.get_image_alias(&image()).await {
+            Ok(_) => break,
+            Err(e) if e.is_not_found() => {
+                return missing(format!("LXD has no image alias {}", image()))
+            }
+            Err(e) if started.elapsed() > Duration::from_secs(120) => {
+                return missing(format!(
+                    "LXD does not answer for image alias {}: {e}",
+                    image()
+                ))
+            }
+            Err(e) => {
+                eprintln!("LXD did not answer yet ({e}); retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
     }
     sweep_leftovers(&client).await;
     sweep_profiles();
@@ -206,7 +238,7 @@ impl Operator {
             args.extend(["--lxd", sock.as_str()]);
         }
         args.extend(self.extra_args.iter().map(String::as_str));
-        let child = Command::new(env!("CARGO_BIN_EXE_botctl"))
+        let child = dies_with_this_test(&mut Command::new(env!("CARGO_BIN_EXE_botctl")))
             .args(&args)
             .env("BOTCLUSTER_DATA_DIR", self.dir.path())
             .env("RUST_LOG", "info")
@@ -670,7 +702,7 @@ impl Caddy {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
-        let child = Command::new("caddy")
+        let child = dies_with_this_test(&mut Command::new("caddy"))
             .arg("run")
             .arg("--config")
             .arg(&boot)
@@ -798,6 +830,36 @@ async fn via_lb(
 impl Operator {
     async fn metric(&self, name: &str) -> f64 {
         self.metric_where(name, "").await
+    }
+
+    /// Waits until LXD trouble shows: Degraded (ReconcileError) and at least two failures in
+    /// the backoff.
+    async fn wait_degraded_with_backoff(&self, timeout: Duration) {
+        self.wait_for("Degraded with a backoff", timeout, || async {
+            let o = self.get();
+            condition(&o, "Degraded")
+                .is_some_and(|c| c["status"] == "True" && c["reason"] == "ReconcileError")
+                && o.pointer("/status/backoff/failures")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+                    >= 2
+        })
+        .await;
+    }
+
+    /// Waits until LXD is usable again: `n` containers, Ready, Degraded cleared.
+    async fn wait_recovered(&self, n: usize) {
+        self.wait_for(
+            "the containers after LXD came back",
+            Duration::from_secs(600),
+            || async { self.containers().await.len() == n },
+        )
+        .await;
+        self.wait_ready();
+        self.wait_for("Degraded cleared", Duration::from_secs(600), || async {
+            condition(&self.get(), "Degraded").is_some_and(|c| c["status"] == "False")
+        })
+        .await;
     }
 
     fn lb_url(&self) -> String {
@@ -1468,20 +1530,8 @@ async fn losing_lxd_makes_the_cluster_degraded_with_backoff_and_it_recovers() {
     cut.cut();
     // Scale while LXD is gone: the operator cannot act, says so, and backs off.
     op.apply("  replicas: 2\n");
-    op.wait_for(
-        "Degraded with a backoff",
-        Duration::from_secs(600),
-        || async {
-            let o = op.get();
-            condition(&o, "Degraded")
-                .is_some_and(|c| c["status"] == "True" && c["reason"] == "ReconcileError")
-                && o.pointer("/status/backoff/failures")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    >= 2
-        },
-    )
-    .await;
+    op.wait_degraded_with_backoff(Duration::from_secs(600))
+        .await;
     let status = String::from_utf8_lossy(&op.botctl(&["status", &op.cluster]).stdout).to_string();
     assert!(
         status.contains("Backoff:") && status.contains("ReconcileError"),
@@ -1489,12 +1539,7 @@ async fn losing_lxd_makes_the_cluster_degraded_with_backoff_and_it_recovers() {
     );
     // LXD is back: the operator converges and clears the condition.
     cut.connect();
-    op.wait_ready();
-    op.wait_for("Degraded cleared", Duration::from_secs(600), || async {
-        condition(&op.get(), "Degraded").is_some_and(|c| c["status"] == "False")
-    })
-    .await;
-    assert_eq!(op.containers().await.len(), 2);
+    op.wait_recovered(2).await;
     let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
@@ -1562,20 +1607,8 @@ async fn a_frozen_lxd_daemon_makes_the_cluster_degraded_while_containers_keep_se
     let freeze = LxdFreeze::new(pid);
     let frozen_at = Instant::now();
     op.apply(&spec(2));
-    op.wait_for(
-        "Degraded with a backoff while LXD is frozen",
-        Duration::from_secs(120),
-        || async {
-            let o = op.get();
-            condition(&o, "Degraded")
-                .is_some_and(|c| c["status"] == "True" && c["reason"] == "ReconcileError")
-                && o.pointer("/status/backoff/failures")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    >= 2
-        },
-    )
-    .await;
+    op.wait_degraded_with_backoff(Duration::from_secs(120))
+        .await;
     eprintln!("Degraded {:?} after LXD froze", frozen_at.elapsed());
     let message = condition(&op.get(), "Degraded").unwrap()["message"].clone();
     assert!(
@@ -1591,17 +1624,7 @@ async fn a_frozen_lxd_daemon_makes_the_cluster_degraded_while_containers_keep_se
     );
 
     drop(freeze);
-    op.wait_for(
-        "2 containers after LXD thawed",
-        Duration::from_secs(600),
-        || async { op.containers().await.len() == 2 },
-    )
-    .await;
-    op.wait_ready();
-    op.wait_for("Degraded cleared", Duration::from_secs(600), || async {
-        condition(&op.get(), "Degraded").is_some_and(|c| c["status"] == "False")
-    })
-    .await;
+    op.wait_recovered(2).await;
     let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
