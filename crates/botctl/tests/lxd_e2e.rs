@@ -320,11 +320,21 @@ impl Operator {
     /// This cluster's containers in LXD: (name, running, config).
     async fn containers(&self) -> Vec<lxd_client::Instance> {
         let prefix = format!("{}-", self.cluster);
-        let mut v: Vec<_> = self
-            .lxd
-            .list_instances(None)
-            .await
-            .unwrap()
+        // LXD 5.0.2 here sometimes answers nothing for a minute while a container start is
+        // stuck in its hooks; that is LXD's trouble, not the operator's, so ask again.
+        let mut tries = 0;
+        let all = loop {
+            match self.lxd.list_instances(None).await {
+                Ok(all) => break all,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("listing instances failed ({e}); asking again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => panic!("LXD did not list its instances 6 times in a row: {e}"),
+            }
+        };
+        let mut v: Vec<_> = all
             .into_iter()
             .filter(|i| i.name.starts_with(&prefix))
             .collect();
