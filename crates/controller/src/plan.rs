@@ -466,7 +466,7 @@ pub fn plan(
         .filter(|(ord, o)| !victims.contains(ord) && available(o))
         .count();
     let mut budget = avail_now.saturating_sub(n.saturating_sub(strategy.max_unavailable as usize));
-    let mut old_sorted = old_set.clone();
+    let mut old_sorted = old_set;
     // Out-of-service first, then highest ordinal first.
     old_sorted.sort_by_key(|(ord, o)| (available(o), std::cmp::Reverse(*ord)));
     let mut waiting = Vec::new();
