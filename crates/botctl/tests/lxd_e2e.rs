@@ -541,13 +541,7 @@ async fn a_cluster_converges_scales_heals_and_goes_away_on_real_lxd() {
     .await;
 
     // Delete the cluster: nothing of it remains.
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        op.log()
-    );
+    op.delete_cluster();
     assert!(op.containers().await.is_empty());
     assert_eq!(op.botctl(&["get", &op.cluster]).status.code(), Some(2));
 }
@@ -611,13 +605,7 @@ async fn a_hand_made_container_with_a_colliding_name_is_left_alone_and_reported(
         .config
         .keys()
         .any(|k| k.starts_with("user.botcluster")));
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        op.log()
-    );
+    op.delete_cluster();
     assert!(
         op.lxd.get_instance(&squatter).await.is_ok(),
         "the hand-made container was deleted"
@@ -672,13 +660,7 @@ async fn kill_9_mid_convergence_then_restart_converges_with_nothing_duplicated()
             "files must be pushed even after a crash"
         );
     }
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        op.log()
-    );
+    op.delete_cluster();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -870,6 +852,17 @@ impl Operator {
             condition(&self.get(), "Degraded").is_some_and(|c| c["status"] == "False")
         })
         .await;
+    }
+
+    /// `botctl delete --wait` of this test's cluster; fails the test if it does not finish.
+    fn delete_cluster(&self) {
+        let o = self.botctl(&["delete", &self.cluster, "--wait", "--timeout", "600s"]);
+        assert!(
+            o.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
     }
 
     fn lb_url(&self) -> String {
@@ -1100,8 +1093,7 @@ async fn scale_down_drains_before_stopping_with_no_failed_requests() {
         String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
             .to_string();
     assert!(events.contains("Drained"), "{events}");
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    op.delete_cluster();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1175,8 +1167,7 @@ async fn an_unhealthy_container_is_restarted_and_back_in_rotation_with_no_failed
         failed.len(),
         op.log()
     );
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    op.delete_cluster();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1314,8 +1305,7 @@ async fn a_rolling_update_surges_without_failed_requests_and_a_broken_one_stalls
         ok as usize + failed.len(),
         op.log()
     );
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    op.delete_cluster();
     assert!(lxc(&["profile", "delete", &profile]).status.success());
 }
 
@@ -1405,8 +1395,7 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
             .to_string();
     assert!(events.contains("ScaledDown"), "{events}");
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    op.delete_cluster();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1477,8 +1466,7 @@ async fn requests_through_caddy_scale_the_cluster_on_requests_per_minute() {
     let (ok, failed) = client.finish().await;
     assert!(ok > 100, "the client barely ran ({ok} requests)");
     assert!(failed.is_empty(), "{failed:?}\n{}", op.log());
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    op.delete_cluster();
 }
 
 /// Forwards a unix socket to LXD's, so a test can cut the operator off from LXD (as if the
@@ -1550,8 +1538,7 @@ async fn losing_lxd_makes_the_cluster_degraded_with_backoff_and_it_recovers() {
     // LXD is back: the operator converges and clears the condition.
     cut.connect();
     op.wait_recovered(2).await;
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    op.delete_cluster();
 }
 
 /// The pid of the LXD daemon `cargo xtask lxd-up` started (from its pid file), if it runs.
@@ -1635,6 +1622,5 @@ async fn a_frozen_lxd_daemon_makes_the_cluster_degraded_while_containers_keep_se
 
     drop(freeze);
     op.wait_recovered(2).await;
-    let o = op.botctl(&["delete", &op.cluster, "--wait", "--timeout", "600s"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    op.delete_cluster();
 }
