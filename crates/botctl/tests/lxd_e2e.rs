@@ -82,18 +82,19 @@ async fn sweep_leftovers(client: &Client) {
     let Ok(all) = client.list_instances(None).await else {
         return;
     };
-    for i in all {
-        let mut parts = i.name.splitn(3, '-');
-        if parts.next() != Some("e2e") {
-            continue;
-        }
-        let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            force_delete(client, &i.name).await;
-        }
+    for i in all.into_iter().filter(|i| of_a_dead_run(&i.name)) {
+        force_delete(client, &i.name).await;
     }
+}
+
+/// Whether `name` (`e2e-<pid>-...`) belongs to a test run whose process is gone.
+fn of_a_dead_run(name: &str) -> bool {
+    let mut parts = name.splitn(3, '-');
+    parts.next() == Some("e2e")
+        && parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// The `lxc` command line (fixed arguments, no shell), for what the typed client does not
@@ -108,14 +109,8 @@ fn sweep_profiles() {
     let urls: Vec<String> = serde_json::from_slice(&o.stdout).unwrap_or_default();
     for u in urls {
         let name = u.rsplit('/').next().unwrap_or_default();
-        let mut parts = name.splitn(3, '-');
-        if parts.next() != Some("e2e") {
-            continue;
-        }
-        if let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = lxc(&["profile", "delete", name]);
-            }
+        if of_a_dead_run(name) {
+            let _ = lxc(&["profile", "delete", name]);
         }
     }
 }

@@ -1307,8 +1307,9 @@ impl Reconciler {
         for b in &p.blocked {
             problems.push(("Blocked".into(), b.clone()));
         }
-        if !p.stalled.is_empty() {
-            problems.push(("RolloutStalled".into(), stalled_message(p, &last_probe)));
+        let stall = (!p.stalled.is_empty()).then(|| stalled_message(p, &last_probe));
+        if let Some(m) = &stall {
+            problems.push(("RolloutStalled".into(), m.clone()));
         }
         let hard: Vec<&String> = failures.iter().filter(|f| !f.is_empty()).collect();
         if !hard.is_empty() {
@@ -1332,7 +1333,7 @@ impl Reconciler {
             &now_s,
         );
         // Like a Deployment past its progress deadline: a stalled rollout is not progressing.
-        let stalled = !p.stalled.is_empty();
+        let stalled = stall.is_some();
         let progressing = (!all_ready || !p.actions.is_empty()) && !stalled;
         set_condition(
             &mut conditions,
@@ -1348,8 +1349,8 @@ impl Reconciler {
                 } else {
                     "Converged"
                 },
-                if stalled {
-                    stalled_message(p, &last_probe)
+                if let Some(m) = stall {
+                    m
                 } else if p.pending_replacements > 0 {
                     format!(
                         "rolling update: {updated}/{desired} instances on the current spec, {ready} ready; {} waiting for new ones to get ready",
