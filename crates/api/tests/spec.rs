@@ -284,3 +284,44 @@ fn import_reports_unknown_keys_and_bad_values() {
     .to_string();
     assert!(err.contains("spec.autoscaling.minInstances"), "{err}");
 }
+
+#[test]
+fn suspend_defaults_to_false_and_specs_stored_without_it_still_read() {
+    let bc = parse_documents(&read("examples/minimal.yaml"))
+        .expect("valid")
+        .remove(0);
+    assert!(!bc.spec.suspend);
+
+    // The server stores the spec with defaults applied, as JSON; like every defaulted boolean,
+    // `suspend: false` is written out, so writing it explicitly is not a change.
+    let stored = serde_json::to_value(&bc.spec).expect("json");
+    assert_eq!(stored["suspend"], serde_json::Value::Bool(false));
+    let mut explicit = read("examples/minimal.yaml");
+    explicit = explicit.replace("  replicas: 2\n", "  replicas: 2\n  suspend: false\n");
+    let explicit = parse_documents(&explicit).expect("valid").remove(0);
+    assert_eq!(serde_json::to_value(&explicit.spec).expect("json"), stored);
+
+    // A spec stored before the field existed reads back unsuspended.
+    let mut old = stored.clone();
+    old.as_object_mut().expect("object").remove("suspend");
+    let read_back: BotClusterSpec = serde_json::from_value(old).expect("old spec reads");
+    assert_eq!(read_back, bc.spec);
+}
+
+#[test]
+fn suspended_spec_round_trips_through_yaml_and_the_stored_json() {
+    let text = read("examples/minimal.yaml")
+        .replace("  replicas: 2\n", "  replicas: 2\n  suspend: true\n");
+    let bc = parse_documents(&text).expect("valid").remove(0);
+    assert!(bc.spec.suspend);
+
+    let stored = serde_json::to_value(&bc.spec).expect("json");
+    assert_eq!(stored["suspend"], serde_json::Value::Bool(true));
+    let read_back: BotClusterSpec = serde_json::from_value(stored).expect("stored spec reads");
+    assert_eq!(read_back, bc.spec);
+
+    let yaml = serde_saphyr::to_string(&bc).expect("serialize");
+    assert!(yaml.contains("suspend: true"), "{yaml}");
+    let again = parse_documents(&yaml).expect("re-parse").remove(0);
+    assert_eq!(again, bc);
+}

@@ -51,6 +51,13 @@ pub struct BotClusterSpec {
     /// Number of containers when autoscaling is off; the starting count when it is on.
     #[serde(default = "default_replicas")]
     pub replicas: u32,
+    /// Suspends reconciling, like Flux's `suspend`. While true, the operator keeps observing the
+    /// containers and reporting status (condition `Suspended`), but changes nothing: it creates,
+    /// starts, updates and deletes no container, rewrites no load balancer and does not scale,
+    /// even when the spec or the containers change meanwhile. Setting it back to false resumes
+    /// from whatever is observed then. Default false.
+    #[serde(default)]
+    pub suspend: bool,
     /// TCP port the botserver listens on inside each container.
     #[serde(default = "default_container_port")]
     pub container_port: u16,
