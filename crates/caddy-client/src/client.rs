@@ -16,6 +16,14 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::etag::{compute_etag, Etag};
 
+/// A request body.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Json(&'a Value),
+    /// Caddyfile text, for `/adapt`.
+    Caddyfile(&'a str),
+}
+
 /// Default time limit for one request, body included. A write blocks until Caddy has
 /// reloaded, which is quick for plain HTTP servers but not bounded by Caddy itself.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -390,6 +398,34 @@ impl Client {
         })
     }
 
+    /// Whether this Caddy has the HTTP handler module `rate_limit` (mholt/caddy-ratelimit),
+    /// asked of the running Caddy itself: `POST /adapt` of a small Caddyfile that uses the
+    /// directive. Adapting changes nothing in the running config and is not counted as a
+    /// write.
+    ///
+    /// # Errors
+    /// Transport errors, and an answer that is neither success nor "unrecognized directive".
+    pub async fn has_rate_limit(&self) -> Result<bool> {
+        const PROBE: &str = "http://127.0.0.1:1 {\n\troute {\n\t\trate_limit {\n\t\t\tzone probe {\n\t\t\t\tkey static\n\t\t\t\tevents 1\n\t\t\t\twindow 1s\n\t\t\t}\n\t\t}\n\t}\n}\n";
+        let path = "/adapt";
+        let answer = self
+            .send(Method::POST, path, Some(Body::Caddyfile(PROBE)), None)
+            .await?;
+        if is_success(answer.status) {
+            return Ok(true);
+        }
+        let text = String::from_utf8_lossy(&answer.body);
+        if text.contains("unrecognized directive") {
+            return Ok(false);
+        }
+        Err(Error::from_answer(
+            "POST",
+            path,
+            answer.status,
+            &answer.body,
+        ))
+    }
+
     // -----------------------------------------------------------------------------------------
     // Transport
 
@@ -440,7 +476,9 @@ impl Client {
         body: Option<&Value>,
         if_match: Option<&Etag>,
     ) -> Result<()> {
-        let answer = self.send(method.clone(), &path, body, if_match).await?;
+        let answer = self
+            .send(method.clone(), &path, body.map(Body::Json), if_match)
+            .await?;
         if is_success(answer.status) {
             Ok(())
         } else {
@@ -466,10 +504,10 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Body<'_>>,
         if_match: Option<&Etag>,
     ) -> Result<Answer> {
-        if method != Method::GET {
+        if method != Method::GET && !matches!(body, Some(Body::Caddyfile(_))) {
             self.writes.fetch_add(1, Ordering::Relaxed);
         }
         let mut attempt = 0;
@@ -495,17 +533,25 @@ impl Client {
         &self,
         method: &Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Body<'_>>,
         if_match: Option<&Etag>,
     ) -> Result<Answer, Failed> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
             .timeout(self.timeout);
-        if let Some(value) = body {
-            // Serialising a `Value` cannot fail (its keys are strings).
-            let bytes = serde_json::to_vec(value).unwrap_or_default();
-            request = request.header(CONTENT_TYPE, "application/json").body(bytes);
+        match body {
+            Some(Body::Json(value)) => {
+                // Serialising a `Value` cannot fail (its keys are strings).
+                let bytes = serde_json::to_vec(value).unwrap_or_default();
+                request = request.header(CONTENT_TYPE, "application/json").body(bytes);
+            }
+            Some(Body::Caddyfile(text)) => {
+                request = request
+                    .header(CONTENT_TYPE, "text/caddyfile")
+                    .body(text.to_string());
+            }
+            None => {}
         }
         if let Some(etag) = if_match {
             request = request.header(IF_MATCH, etag.header_value());
