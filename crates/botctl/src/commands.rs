@@ -126,10 +126,11 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
                 let change = reply.change.unwrap_or_else(|| "applied".into());
                 if dry_run {
                     println!("botcluster/{name} {change} (dry run)");
-                    if let Some(plan) = reply.body.get("plan").and_then(Value::as_array) {
-                        for step in plan {
-                            println!("  - {}", step.as_str().unwrap_or_default());
-                        }
+                    for step in plan_lines(&reply.body, "plan") {
+                        println!("  - {step}");
+                    }
+                    for note in plan_lines(&reply.body, "notes") {
+                        println!("  # {note}");
                     }
                 } else {
                     println!("botcluster/{name} {change}");
@@ -256,10 +257,52 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
             .get("change")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if change == "unchanged" {
-            continue;
+        // The spec may be unchanged while the containers drifted: the plan says so.
+        let plan = plan_lines(&reply.body, "plan");
+        let notes = plan_lines(&reply.body, "notes");
+        if change != "unchanged" {
+            differs = true;
+            print_spec_diff(&name, &current, &reply.body, &d.source)?;
+        } else if !plan.is_empty() {
+            println!("botcluster/{name}: spec unchanged");
         }
-        differs = true;
+        if !plan.is_empty() {
+            differs = true;
+        }
+        if !plan.is_empty() || !notes.is_empty() {
+            println!("# plan for botcluster/{name}:");
+            for step in &plan {
+                println!("#   {step}");
+            }
+            for note in &notes {
+                println!("#   ({note})");
+            }
+        }
+    }
+    Ok(if differs { 1 } else { 0 })
+}
+
+/// The strings of a dry run's `plan` or `notes`, made safe for a terminal.
+fn plan_lines(body: &Value, key: &str) -> Vec<String> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    s.as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Prints the stored spec against the dry run's object as a unified diff.
+fn print_spec_diff(name: &str, current: &Option<Value>, reply: &Value, source: &str) -> Result<()> {
+    {
         let comparable = |v: &Value| -> Result<String> {
             let v = serde_json::json!({
                 "metadata": {"name": name, "labels": v.pointer("/metadata/labels"), "annotations": v.pointer("/metadata/annotations")},
@@ -267,11 +310,11 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
             });
             serde_saphyr::to_string(&v).map_err(|e| anyhow!("rendering YAML: {e}"))
         };
-        let old = match &current {
+        let old = match current {
             Some(c) => comparable(c)?,
             None => String::new(),
         };
-        let new = comparable(reply.body.get("object").unwrap_or(&Value::Null))?;
+        let new = comparable(reply.get("object").unwrap_or(&Value::Null))?;
         let label_old = if current.is_some() {
             format!("botcluster/{name} (stored)")
         } else {
@@ -282,16 +325,10 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
             similar::TextDiff::from_lines(&old, &new)
                 .unified_diff()
                 .context_radius(3)
-                .header(&label_old, &format!("botcluster/{name} ({})", d.source))
+                .header(&label_old, &format!("botcluster/{name} ({source})"))
         );
-        if let Some(plan) = reply.body.get("plan").and_then(Value::as_array) {
-            println!("# plan for botcluster/{name}:");
-            for step in plan {
-                println!("#   {}", step.as_str().unwrap_or_default());
-            }
-        }
     }
-    Ok(if differs { 1 } else { 0 })
+    Ok(())
 }
 
 enum WaitFor {

@@ -39,10 +39,17 @@ pub struct ServeArgs {
     /// Reconcile every cluster at least this often, even without events.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: std::time::Duration,
-    /// Caddy's admin API (`http://127.0.0.1:2019` or `unix:///path/admin.sock`). Clusters with
-    /// a `loadBalancer` get a server there. Without it, they report ProxyNotConfigured.
-    #[arg(long, env = "BOTCLUSTER_CADDY_ADMIN")]
-    pub caddy_admin: Option<String>,
+    /// Caddy's admin API (`http://127.0.0.1:2019` or `unix:///path/admin.sock`); clusters with
+    /// a `loadBalancer` get a server of their own there. The default is Caddy's own default
+    /// admin address. `none` runs without a load balancer (such clusters then report
+    /// ProxyNotConfigured). A Caddy that does not answer is a condition on the clusters that
+    /// need it, retried with backoff.
+    #[arg(
+        long,
+        env = "BOTCLUSTER_CADDY_ADMIN",
+        default_value = "http://localhost:2019"
+    )]
+    pub caddy_admin: String,
     /// Consecutive failures to reach LXD (or Caddy) before its circuit breaker opens.
     #[arg(long, default_value_t = 5)]
     pub breaker_threshold: u32,
@@ -124,14 +131,11 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
                 "no LXD socket yet; the controller retries with backoff (start LXD with `cargo xtask lxd-up`, or pass --lxd)"
             );
         }
-        let config = botcluster_controller::ControllerConfig {
-            workers: args.workers,
-            reconciler: botcluster_controller::reconcile::ReconcilerConfig {
-                port_range: args.port_range,
-                max_concurrent_creates: args.max_concurrent_creates,
-                resync: args.resync,
-                ..Default::default()
-            },
+        let config = botcluster_controller::ReconcilerConfig {
+            port_range: args.port_range,
+            max_concurrent_creates: args.max_concurrent_creates,
+            resync: args.resync,
+            ..Default::default()
         };
         let cm = botcluster_controller::metrics::ControllerMetrics::new(&metrics.registry);
         let client = client.with_observer(Arc::new(botcluster_controller::metrics::LxdObserver(
@@ -146,27 +150,38 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
             botcluster_controller::backend::LxdBackend::new(client.clone()),
             breaker,
         ));
-        let proxy: Option<Arc<dyn botcluster_controller::proxy::ProxyBackend>> = match &args
-            .caddy_admin
-        {
-            Some(url) => {
+        let mut reconciler = botcluster_controller::BotClusterReconciler::new(
+            store.clone(),
+            backend,
+            cm.clone(),
+            config,
+        );
+        match args.caddy_admin.trim() {
+            "none" | "" => tracing::info!("load balancer: none (--caddy-admin none)"),
+            url => {
                 let client = caddy_client::Client::from_url(url)
-                    .with_context(|| format!("--caddy-admin {url}: not an admin address; use http://127.0.0.1:2019 or unix:///path"))?;
-                let rate_limit = botcluster_controller::proxy::caddy_has_rate_limit();
-                tracing::info!(caddy = %url, rate_limit, "load balancer: Caddy");
-                Some(Arc::new(botcluster_controller::breaker::BreakerProxy::new(
-                    botcluster_controller::proxy::CaddyProxy::new(client, rate_limit),
-                    breaker,
-                )))
+                    .with_context(|| format!("--caddy-admin {url}: not an admin address; use http://127.0.0.1:2019, unix:///path/admin.sock, or none"))?;
+                tracing::info!(caddy = %url, "load balancer: Caddy");
+                reconciler = reconciler.with_proxy(Arc::new(
+                    botcluster_controller::breaker::BreakerProxy::new(
+                        botcluster_controller::proxy::CaddyProxy::new(client),
+                        breaker,
+                    ),
+                ));
             }
-            None => None,
-        };
-        let controller =
-            botcluster_controller::Controller::new(store.clone(), backend, proxy, cm, config);
-        preview = Some(Arc::new(botcluster_controller::reconcile::Preview(
-            controller.reconciler(),
-        )));
-        controller_task = Some(tokio::spawn(controller.run(Some(client), stop_rx)));
+        }
+        let reconciler = Arc::new(reconciler);
+        let controller = botcluster_controller::Controller::new(
+            store.clone(),
+            reconciler.clone(),
+            cm,
+            args.workers,
+        );
+        preview = Some(Arc::new(DryRun(reconciler)));
+        let triggers = vec![botcluster_controller::botcluster::triggers::lxd_events(
+            client,
+        )];
+        controller_task = Some(tokio::spawn(controller.run(triggers, stop_rx)));
         tracing::info!(lxd = %socket.display(), "controller started");
     }
     let state = AppState {
@@ -232,5 +247,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Dry runs through the HTTP API ask the reconciler what its next pass would do.
+struct DryRun(Arc<botcluster_controller::BotClusterReconciler>);
+
+#[async_trait::async_trait]
+impl botcluster_server::PlanPreview for DryRun {
+    async fn preview(
+        &self,
+        desired: &botcluster_api::BotCluster,
+    ) -> Result<botcluster_server::Preview, String> {
+        let p = self.0.preview(desired).await?;
+        Ok(botcluster_server::Preview {
+            actions: p.actions,
+            notes: p.notes,
+        })
     }
 }

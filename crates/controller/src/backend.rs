@@ -12,7 +12,6 @@ use lxd_client::{
 };
 
 use crate::model::{Device, KEY_CLUSTER};
-use crate::plan::ObservedInstance;
 
 /// Why a backend call failed, classified for the reconciler.
 #[derive(Debug, thiserror::Error)]
@@ -60,24 +59,55 @@ pub struct Usage {
     pub memory_bytes: u64,
 }
 
+/// An instance as the backend sees it: no verdicts (ready, healthy) in it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Instance {
+    /// Its name.
+    pub name: String,
+    /// The backend reports it running.
+    pub running: bool,
+    /// The backend's status text (`Running`, `Stopped`, `Error`...).
+    pub status: String,
+    /// The instance's own config (not expanded from profiles).
+    pub config: BTreeMap<String, String>,
+    /// The instance's own devices (not from profiles).
+    pub devices: BTreeMap<String, Device>,
+    /// The cluster member it lives on (empty on a standalone host).
+    pub location: String,
+    /// The backend is still running an operation on it (e.g. a start sent before an operator
+    /// restart).
+    pub busy: bool,
+}
+
+/// What to create: a stopped instance with its config and devices.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateRequest {
+    /// Its name.
+    pub name: String,
+    /// Image alias or fingerprint.
+    pub image: String,
+    /// Profiles, in order.
+    pub profiles: Vec<String>,
+    /// Config keys.
+    pub config: BTreeMap<String, String>,
+    /// Devices.
+    pub devices: BTreeMap<String, Device>,
+    /// The cluster member to place it on (`None`: the backend chooses; a standalone host
+    /// ignores it).
+    pub target: Option<String>,
+}
+
 /// Operations the reconciler needs from a container host. All are idempotent in effect:
 /// the reconciler re-observes and re-plans after any failure.
 #[async_trait]
 pub trait ContainerBackend: Send + Sync + 'static {
     /// Instances that belong to `cluster` (by ownership key) or hold one of its names
-    /// (`<cluster>-<digits>`), ready left false.
-    async fn list(&self, cluster: &str) -> Result<Vec<ObservedInstance>>;
+    /// (`<cluster>-<digits>`).
+    async fn list(&self, cluster: &str) -> Result<Vec<Instance>>;
     /// Every instance carrying a botcluster ownership key (to learn used host ports).
-    async fn list_managed(&self) -> Result<Vec<ObservedInstance>>;
+    async fn list_managed(&self) -> Result<Vec<Instance>>;
     /// Creates a stopped instance.
-    async fn create(
-        &self,
-        name: &str,
-        image: &str,
-        profiles: &[String],
-        config: &BTreeMap<String, String>,
-        devices: &BTreeMap<String, Device>,
-    ) -> Result<()>;
+    async fn create(&self, request: &CreateRequest) -> Result<()>;
     /// Starts an instance (already running is success).
     async fn start(&self, name: &str) -> Result<()>;
     /// Stops an instance, forcefully (already stopped is success).
@@ -179,20 +209,21 @@ fn classify(e: lxd_client::Error) -> BackendError {
     }
 }
 
-fn observed(i: lxd_client::Instance) -> ObservedInstance {
-    ObservedInstance {
+fn instance(i: lxd_client::Instance) -> Instance {
+    Instance {
         running: i.is_running(),
         status: i.status.clone(),
         name: i.name,
         config: i.config,
         devices: i.devices,
-        ..Default::default()
+        location: i.location,
+        busy: false,
     }
 }
 
 #[async_trait]
 impl ContainerBackend for LxdBackend {
-    async fn list(&self, cluster: &str) -> Result<Vec<ObservedInstance>> {
+    async fn list(&self, cluster: &str) -> Result<Vec<Instance>> {
         // One request: our name pattern. Instances carrying our cluster key always have it.
         let filter = Filter::new().matches("name", &format!("^{cluster}-[0-9]+$"));
         let list = self
@@ -209,7 +240,7 @@ impl ContainerBackend for LxdBackend {
                 crate::model::ordinal_of(cluster, &i.name).is_some()
                     || i.config.get(KEY_CLUSTER).map(String::as_str) == Some(cluster)
             })
-            .map(observed)
+            .map(instance)
             .map(|mut o| {
                 o.busy = busy.contains(&o.name);
                 o
@@ -217,32 +248,33 @@ impl ContainerBackend for LxdBackend {
             .collect())
     }
 
-    async fn list_managed(&self) -> Result<Vec<ObservedInstance>> {
+    async fn list_managed(&self) -> Result<Vec<Instance>> {
         let list = self.client.list_instances(None).await.map_err(classify)?;
         Ok(list
             .into_iter()
             .filter(|i| i.config.contains_key(KEY_CLUSTER))
-            .map(observed)
+            .map(instance)
             .collect())
     }
 
-    async fn create(
-        &self,
-        name: &str,
-        image: &str,
-        profiles: &[String],
-        config: &BTreeMap<String, String>,
-        devices: &BTreeMap<String, Device>,
-    ) -> Result<()> {
+    async fn create(&self, r: &CreateRequest) -> Result<()> {
         let post = InstancesPost {
-            name: name.into(),
-            source: image_source(image),
+            name: r.name.clone(),
+            source: image_source(&r.image),
             instance_type: "container".into(),
-            config: config.clone(),
-            devices: devices.clone(),
-            profiles: Some(profiles.to_vec()),
+            config: r.config.clone(),
+            devices: r.devices.clone(),
+            profiles: Some(r.profiles.clone()),
             ..Default::default()
         };
+        if let Some(member) = &r.target {
+            // Placement over LXD cluster members is the roadmap's next step; say so rather than
+            // silently creating it elsewhere.
+            return Err(BackendError::Other(format!(
+                "creating {} on cluster member {member}: placement on a chosen member is not supported yet",
+                r.name
+            )));
+        }
         self.client.create_instance(&post).await.map_err(classify)
     }
 
@@ -379,7 +411,7 @@ impl ContainerBackend for LxdBackend {
 /// a running instance refused, PATCH merges per key and per device), no I/O.
 #[derive(Clone, Default)]
 pub struct FakeBackend {
-    inner: Arc<Mutex<BTreeMap<String, ObservedInstance>>>,
+    inner: Arc<Mutex<BTreeMap<String, Instance>>>,
     writes: Arc<AtomicU64>,
     /// Config keys the fake host refuses, like a host without blkio.
     pub refuse_keys: Arc<Mutex<Vec<String>>>,
@@ -391,7 +423,7 @@ impl FakeBackend {
         Self::default()
     }
     /// Adds an instance as a person would with `lxc` (not counted as a write).
-    pub fn insert(&self, o: ObservedInstance) {
+    pub fn insert(&self, o: Instance) {
         if let Ok(mut m) = self.inner.lock() {
             m.insert(o.name.clone(), o);
         }
@@ -403,7 +435,7 @@ impl FakeBackend {
         }
     }
     /// Changes an instance behind the operator's back.
-    pub fn edit(&self, name: &str, f: impl FnOnce(&mut ObservedInstance)) {
+    pub fn edit(&self, name: &str, f: impl FnOnce(&mut Instance)) {
         if let Ok(mut m) = self.inner.lock() {
             if let Some(o) = m.get_mut(name) {
                 f(o);
@@ -411,7 +443,7 @@ impl FakeBackend {
         }
     }
     /// All instances.
-    pub fn all(&self) -> Vec<ObservedInstance> {
+    pub fn all(&self) -> Vec<Instance> {
         self.inner
             .lock()
             .map(|m| m.values().cloned().collect())
@@ -432,10 +464,7 @@ impl FakeBackend {
             Ok(())
         })
     }
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut BTreeMap<String, ObservedInstance>) -> Result<T>,
-    ) -> Result<T> {
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, Instance>) -> Result<T>) -> Result<T> {
         let mut m = self
             .inner
             .lock()
@@ -446,7 +475,7 @@ impl FakeBackend {
 
 #[async_trait]
 impl ContainerBackend for FakeBackend {
-    async fn list(&self, cluster: &str) -> Result<Vec<ObservedInstance>> {
+    async fn list(&self, cluster: &str) -> Result<Vec<Instance>> {
         self.with(|m| {
             Ok(m.values()
                 .filter(|o| {
@@ -454,14 +483,10 @@ impl ContainerBackend for FakeBackend {
                         || o.config.get(KEY_CLUSTER).map(String::as_str) == Some(cluster)
                 })
                 .cloned()
-                .map(|mut o| {
-                    o.ready = false;
-                    o
-                })
                 .collect())
         })
     }
-    async fn list_managed(&self) -> Result<Vec<ObservedInstance>> {
+    async fn list_managed(&self) -> Result<Vec<Instance>> {
         self.with(|m| {
             Ok(m.values()
                 .filter(|o| o.config.contains_key(KEY_CLUSTER))
@@ -469,14 +494,8 @@ impl ContainerBackend for FakeBackend {
                 .collect())
         })
     }
-    async fn create(
-        &self,
-        name: &str,
-        _image: &str,
-        _profiles: &[String],
-        config: &BTreeMap<String, String>,
-        devices: &BTreeMap<String, Device>,
-    ) -> Result<()> {
+    async fn create(&self, r: &CreateRequest) -> Result<()> {
+        let (name, config, devices) = (&r.name, &r.config, &r.devices);
         self.write();
         let refused = self
             .refuse_keys
@@ -496,14 +515,15 @@ impl ContainerBackend for FakeBackend {
                 )));
             }
             m.insert(
-                name.into(),
-                ObservedInstance {
-                    name: name.into(),
+                name.clone(),
+                Instance {
+                    name: name.clone(),
                     running: false,
                     status: "Stopped".into(),
                     config: config.clone(),
                     devices: devices.clone(),
-                    ..Default::default()
+                    location: r.target.clone().unwrap_or_default(),
+                    busy: false,
                 },
             );
             Ok(())
@@ -554,7 +574,11 @@ impl ContainerBackend for FakeBackend {
             let o = m
                 .get_mut(name)
                 .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))?;
-            crate::plan::apply_patch(o, config, devices, remove_devices);
+            // The planner's simulation applies a PATCH the same way (one merge rule).
+            let mut view = crate::botcluster::observe::observed(o.clone());
+            crate::plan::apply_patch(&mut view, config, devices, remove_devices);
+            o.config = view.config;
+            o.devices = view.devices;
             Ok(())
         })
     }

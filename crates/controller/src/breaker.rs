@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use botcluster_api::spec::FileSpec;
 
-use crate::backend::{BackendError, ContainerBackend, Result, Usage};
+use crate::backend::{BackendError, ContainerBackend, CreateRequest, Instance, Result, Usage};
 use crate::model::Device;
-use crate::plan::ObservedInstance;
 
 /// Breaker settings (the seed's `circuit-breaker-*` defaults).
 #[derive(Clone, Copy, Debug)]
@@ -148,22 +147,14 @@ impl<B: ContainerBackend> BreakerBackend<B> {
 
 #[async_trait]
 impl<B: ContainerBackend> ContainerBackend for BreakerBackend<B> {
-    async fn list(&self, cluster: &str) -> Result<Vec<ObservedInstance>> {
+    async fn list(&self, cluster: &str) -> Result<Vec<Instance>> {
         self.call(self.inner.list(cluster)).await
     }
-    async fn list_managed(&self) -> Result<Vec<ObservedInstance>> {
+    async fn list_managed(&self) -> Result<Vec<Instance>> {
         self.call(self.inner.list_managed()).await
     }
-    async fn create(
-        &self,
-        name: &str,
-        image: &str,
-        profiles: &[String],
-        config: &BTreeMap<String, String>,
-        devices: &BTreeMap<String, Device>,
-    ) -> Result<()> {
-        self.call(self.inner.create(name, image, profiles, config, devices))
-            .await
+    async fn create(&self, request: &CreateRequest) -> Result<()> {
+        self.call(self.inner.create(request)).await
     }
     async fn start(&self, name: &str) -> Result<()> {
         self.call(self.inner.start(name)).await
@@ -259,8 +250,8 @@ impl<P: crate::proxy::ProxyBackend> crate::proxy::ProxyBackend for BreakerProxy<
     ) -> std::result::Result<Option<crate::proxy::ServerTraffic>, crate::proxy::ProxyError> {
         self.call(self.inner.traffic(server)).await
     }
-    fn supports_rate_limit(&self) -> bool {
-        self.inner.supports_rate_limit()
+    async fn supports_rate_limit(&self) -> std::result::Result<bool, crate::proxy::ProxyError> {
+        self.call(self.inner.supports_rate_limit()).await
     }
     fn write_count(&self) -> u64 {
         self.inner.write_count()

@@ -30,7 +30,7 @@ pub struct InstanceHealth {
 }
 
 /// Per-cluster memory.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct ClusterMemory {
     /// By instance name.
     pub health: HashMap<String, InstanceHealth>,

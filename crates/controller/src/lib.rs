@@ -1,23 +1,27 @@
 //! The reconcile loop: observe LXD, plan with a pure function, execute idempotent actions, report status.
 //!
+//! - [`runtime`]: the generic part — [`runtime::Reconcile`], the [`Controller`] (triggers →
+//!   work queue → workers, backoff), the finalizer helper. Knows no BotCluster.
+//! - [`botcluster`]: the BotCluster reconciler — one pass (observe → plan → execute →
+//!   status), dry runs, status derivation, the load balancer's part of the plan.
 //! - [`model`]: names, ownership keys, config and devices derived from a spec.
-//! - [`plan`]: the pure planner and the simulation its property tests check it against.
+//! - [`plan`]: the pure container planner and the simulation its property tests check it against.
 //! - [`backend`]: the container backend trait, the LXD implementation and an in-memory fake.
-//! - [`breaker`]: a circuit breaker around the backend.
+//! - [`breaker`]: a circuit breaker around the backends.
 //! - [`proxy`]: the load-balancer backend trait, Caddy and in-memory implementations.
-//! - [`reconcile`]: one pass over one cluster (observe → plan → execute → status).
-//! - [`controller`]: the work queue, triggers (store watch, LXD events, resync), backoff and
-//!   concurrency bounds.
+//! - [`probe`]: the health probe trait and its HTTP implementation.
+//! - [`health`]: what is remembered per cluster between passes (rebuildable).
 
 pub mod backend;
+pub mod botcluster;
 pub mod breaker;
-pub mod controller;
 pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod probe;
 pub mod proxy;
-pub mod reconcile;
+pub mod runtime;
 
-pub use controller::{Controller, ControllerConfig};
+pub use botcluster::{BotClusterReconciler, ReconcilerConfig};
+pub use runtime::Controller;

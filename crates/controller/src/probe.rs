@@ -22,13 +22,28 @@ pub struct ProbeResult {
     pub connections: Option<f64>,
 }
 
+/// Judges one instance's health endpoint. The reconciler's health judging runs against this
+/// trait, so tests can hand it fakes.
+#[async_trait::async_trait]
+pub trait Probe: Send + Sync + 'static {
+    /// Probes `path` on the instance listening at `host:port`.
+    async fn probe(&self, host: &str, port: u16, path: &str) -> ProbeResult;
+}
+
 /// Probes health endpoints over loopback HTTP.
 #[derive(Clone)]
-pub struct Prober {
+pub struct HttpProbe {
     http: reqwest::Client,
 }
 
-impl Prober {
+#[async_trait::async_trait]
+impl Probe for HttpProbe {
+    async fn probe(&self, host: &str, port: u16, path: &str) -> ProbeResult {
+        self.get(host, port, path).await
+    }
+}
+
+impl HttpProbe {
     /// A prober whose requests give up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
@@ -36,11 +51,11 @@ impl Prober {
             .no_proxy()
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Prober { http }
+        HttpProbe { http }
     }
 
     /// GETs `http://{host}:{port}{path}` and reads the health JSON.
-    pub async fn probe(&self, host: &str, port: u16, path: &str) -> ProbeResult {
+    pub async fn get(&self, host: &str, port: u16, path: &str) -> ProbeResult {
         let host = if host.contains(':') {
             format!("[{host}]")
         } else {

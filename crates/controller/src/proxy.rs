@@ -48,8 +48,9 @@ pub trait ProxyBackend: Send + Sync + 'static {
     /// notices a proxy restart). `None` while the server has proxied nothing yet, or when it
     /// is unknown or has no metrics (the rendered servers all have `"metrics": {}`).
     async fn traffic(&self, server: &str) -> Result<Option<ServerTraffic>, ProxyError>;
-    /// Whether the proxy has a rate-limit handler module.
-    fn supports_rate_limit(&self) -> bool;
+    /// Whether the proxy being managed has a rate-limit handler module (asked of it, not of a
+    /// local binary; implementations may remember the first answer).
+    async fn supports_rate_limit(&self) -> Result<bool, ProxyError>;
     /// Config writes sent so far (tests prove "zero pushes" with it).
     fn write_count(&self) -> u64;
     /// Where the admin API is, for messages.
@@ -59,29 +60,18 @@ pub trait ProxyBackend: Send + Sync + 'static {
 /// Caddy through its admin API.
 pub struct CaddyProxy {
     client: caddy_client::Client,
-    rate_limit: bool,
+    /// The managed Caddy's answer to "do you have `rate_limit`?", once it gave one.
+    rate_limit: Mutex<Option<bool>>,
 }
 
 impl CaddyProxy {
-    /// Wraps a client. `rate_limit`: whether this Caddy has `http.handlers.rate_limit` (see
-    /// [`caddy_has_rate_limit`]).
-    pub fn new(client: caddy_client::Client, rate_limit: bool) -> Self {
-        CaddyProxy { client, rate_limit }
+    /// Wraps a client.
+    pub fn new(client: caddy_client::Client) -> Self {
+        CaddyProxy {
+            client,
+            rate_limit: Mutex::new(None),
+        }
     }
-}
-
-/// Asks the local `caddy` binary for its modules (`caddy list-modules`, fixed arguments, no
-/// shell) and looks for a rate-limit handler. False when caddy is not on PATH.
-pub fn caddy_has_rate_limit() -> bool {
-    std::process::Command::new("caddy")
-        .arg("list-modules")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == "http.handlers.rate_limit")
-        })
-        .unwrap_or(false)
 }
 
 fn err(e: caddy_client::Error) -> ProxyError {
@@ -122,8 +112,15 @@ impl ProxyBackend for CaddyProxy {
         let text = self.client.metrics().await.map_err(err)?;
         Ok(ServerTraffic::from_metrics(&text, server))
     }
-    fn supports_rate_limit(&self) -> bool {
-        self.rate_limit
+    /// Asks the managed Caddy once (see [`caddy_client::Client::has_rate_limit`]); a Caddy
+    /// replaced by another binary at the same address is asked again after an operator restart.
+    async fn supports_rate_limit(&self) -> Result<bool, ProxyError> {
+        if let Some(known) = *self.rate_limit.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(known);
+        }
+        let answer = self.client.has_rate_limit().await.map_err(err)?;
+        *self.rate_limit.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
+        Ok(answer)
     }
     fn write_count(&self) -> u64 {
         self.client.write_count()
@@ -209,8 +206,8 @@ impl ProxyBackend for FakeProxy {
             .get(server)
             .copied())
     }
-    fn supports_rate_limit(&self) -> bool {
-        false
+    async fn supports_rate_limit(&self) -> Result<bool, ProxyError> {
+        Ok(false)
     }
     fn write_count(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)

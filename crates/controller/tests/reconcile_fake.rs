@@ -5,69 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use botcluster_api::{ObjectMeta, BOTCLUSTER_KIND, FINALIZER};
-use botcluster_controller::backend::{ContainerBackend, FakeBackend};
+use botcluster_api::{BOTCLUSTER_KIND, FINALIZER};
+use botcluster_controller::backend::ContainerBackend;
+use botcluster_controller::backend::Instance;
 use botcluster_controller::metrics::ControllerMetrics;
 use botcluster_controller::model::*;
-use botcluster_controller::plan::ObservedInstance;
 use botcluster_controller::proxy::ProxyBackend;
-use botcluster_controller::reconcile::{Reconciler, ReconcilerConfig};
-use botcluster_store::{Deleted, SpecWrite, SqliteStore, Store};
-use serde_json::{json, Value};
+use botcluster_controller::{BotClusterReconciler as Reconciler, ReconcilerConfig};
+use botcluster_store::{Deleted, Store};
+use serde_json::json;
 
-struct World {
-    store: Arc<SqliteStore>,
-    fake: FakeBackend,
-    rec: Reconciler,
-}
-
-fn world() -> World {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let fake = FakeBackend::new();
-    let rec = Reconciler::new(
-        store.clone(),
-        Arc::new(fake.clone()),
-        ControllerMetrics::new(&prometheus::Registry::new()),
-        ReconcilerConfig {
-            check_host_ports: false,
-            port_range: (21000, 21099),
-            ..Default::default()
-        },
-    );
-    World { store, fake, rec }
-}
-
-async fn apply(w: &World, name: &str, spec: Value) {
-    let mut full: Value = json!({"image": "img"});
-    for (k, v) in spec.as_object().unwrap() {
-        full[k] = v.clone();
-    }
-    let spec: botcluster_api::BotClusterSpec = serde_json::from_value(full).unwrap();
-    w.store
-        .apply(SpecWrite {
-            kind: BOTCLUSTER_KIND.into(),
-            meta: ObjectMeta::named(name),
-            spec: serde_json::to_value(spec).unwrap(),
-            expected_resource_version: None,
-            manager: None,
-            dry_run: false,
-        })
-        .await
-        .unwrap();
-}
-
-fn names(w: &World) -> Vec<String> {
-    w.fake.all().into_iter().map(|o| o.name).collect()
-}
-
-async fn status(w: &World, name: &str) -> Value {
-    w.store
-        .get(BOTCLUSTER_KIND, name)
-        .await
-        .unwrap()
-        .unwrap()
-        .status
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn converges_then_a_second_pass_writes_nothing() {
@@ -117,7 +66,7 @@ async fn converges_then_a_second_pass_writes_nothing() {
 #[tokio::test]
 async fn drift_is_corrected_and_strangers_are_left_alone() {
     let w = world();
-    w.fake.insert(ObservedInstance {
+    w.fake.insert(Instance {
         name: "web-1".into(),
         running: true,
         status: "Running".into(),
@@ -282,22 +231,6 @@ async fn two_hundred_clusters_of_ten_converge_in_memory_and_then_stay_quiet() {
     let st = status(&w, "c0").await;
     assert_eq!(st["readyReplicas"], json!(10));
     eprintln!("{n} clusters × 10 instances converged in {took:?}");
-}
-
-fn with_proxy(w: World) -> (World, botcluster_controller::proxy::FakeProxy) {
-    let proxy = botcluster_controller::proxy::FakeProxy::new();
-    let rec = Reconciler::new(
-        w.store.clone(),
-        Arc::new(w.fake.clone()),
-        ControllerMetrics::new(&prometheus::Registry::new()),
-        ReconcilerConfig {
-            check_host_ports: false,
-            port_range: (21000, 21099),
-            ..Default::default()
-        },
-    )
-    .with_proxy(Arc::new(proxy.clone()));
-    (World { rec, ..w }, proxy)
 }
 
 #[tokio::test]

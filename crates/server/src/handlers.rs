@@ -256,14 +256,15 @@ pub async fn put(
     };
     let mut doc = to_document(&obj);
     if dry {
-        let plan = match &s.preview {
+        let (plan, notes) = match &s.preview {
             Some(p) => match p.preview(&bc).await {
-                Ok(actions) => json!(actions),
-                Err(e) => json!([format!("(the planner failed: {e})")]),
+                Ok(v) => (json!(v.actions), json!(v.notes)),
+                Err(e) => (Value::Null, json!([format!("the planner failed: {e}")])),
             },
-            None => Value::Null,
+            None => (Value::Null, Value::Null),
         };
-        doc = json!({"dryRun": true, "change": change, "object": doc, "plan": plan});
+        doc =
+            json!({"dryRun": true, "change": change, "object": doc, "plan": plan, "notes": notes});
     } else {
         s.metrics
             .spec_writes

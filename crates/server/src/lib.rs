@@ -35,12 +35,21 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Response header naming what a PUT did: `created`, `configured` or `unchanged`.
 pub const CHANGE_HEADER: &str = "x-botcluster-change";
 
+/// What the next reconcile pass would do, as sentences.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preview {
+    /// The changes it would make (empty: none).
+    pub actions: Vec<String>,
+    /// What it would report without changing anything.
+    pub notes: Vec<String>,
+}
+
 /// Something that can say what reconciling an object would do (the controller's planner).
 /// Used for `?dryRun=true` and `botctl diff`.
 #[async_trait]
 pub trait PlanPreview: Send + Sync + 'static {
-    /// The actions, as sentences, that would converge `desired`.
-    async fn preview(&self, desired: &BotCluster) -> Result<Vec<String>, String>;
+    /// What the next pass would do to converge `desired`.
+    async fn preview(&self, desired: &BotCluster) -> Result<Preview, String>;
 }
 
 /// Shared state of the HTTP handlers.

@@ -1,0 +1,288 @@
+//! Execution: runs a plan's container actions against the backend and says what came of each
+//! one — done, learned something about the host (a refused limit, a busy port), or failed.
+//!
+//! Order: every action but `Create` in plan order (a delete first lets LXD's stop hooks
+//! finish), then the creates concurrently under the global create bound. A create is
+//! create stopped → push files → record the files hash → start, so a crash in between is
+//! finished by the next pass. "Already exists" on create counts as success.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use botcluster_api::spec::BotClusterSpec;
+
+use super::{event, BotClusterReconciler};
+use crate::backend::{BackendError, CreateRequest};
+use crate::health::ClusterMemory;
+use crate::model::KEY_FILES;
+use crate::plan::{Action, NewInstance, Plan};
+
+/// What running one action gave.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// It was done.
+    Done,
+    /// It failed in a way the reconciler learned from; the next plan avoids it, so it is no
+    /// error of the pass.
+    Learned(Learned),
+    /// It failed; the pass backs off.
+    Failed(String),
+}
+
+/// Something the host taught the reconciler.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Learned {
+    /// The host refuses a config key (e.g. `limits.disk.priority` without blkio).
+    LimitUnsupported {
+        /// The key.
+        key: String,
+    },
+    /// Something else holds this host port.
+    PortBusy {
+        /// The port.
+        port: u16,
+    },
+}
+
+/// One action and what came of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Executed {
+    /// The action.
+    pub action: Action,
+    /// Its outcome.
+    pub outcome: Outcome,
+}
+
+/// The sentences of the failed actions (empty: none failed).
+pub fn failures(done: &[Executed]) -> Vec<String> {
+    done.iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::Failed(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn action_kind(a: &Action) -> &'static str {
+    match a {
+        Action::Create(_) => "create",
+        Action::Replace(_) => "replace",
+        Action::Start { .. } => "start",
+        Action::Restart { .. } => "restart",
+        Action::Patch { .. } => "patch",
+        Action::PushFiles { .. } => "push_files",
+        Action::Delete { .. } => "delete",
+    }
+}
+
+fn done_reason(a: &Action) -> &'static str {
+    match a {
+        Action::Create(_) => "Created",
+        Action::Replace(_) => "Replaced",
+        Action::Start { .. } => "Started",
+        Action::Restart { .. } => "Restarted",
+        Action::Patch { .. } => "Updated",
+        Action::PushFiles { .. } => "FilesPushed",
+        Action::Delete { .. } => "Deleted",
+    }
+}
+
+impl BotClusterReconciler {
+    /// Runs the plan's actions; records an event and a metric for each, learns from refused
+    /// limits and busy ports, and updates `mem` (restarts, forgotten instances).
+    pub(crate) async fn execute(
+        &self,
+        name: &str,
+        spec: &BotClusterSpec,
+        p: &Plan,
+        mem: &mut ClusterMemory,
+    ) -> Vec<Executed> {
+        let mut out = Vec::new();
+        let mut creates = Vec::new();
+        for a in &p.actions {
+            match a {
+                Action::Create(n) => creates.push(n),
+                other => {
+                    let r = self.run_action(spec, other).await;
+                    out.push(self.note(name, other.clone(), r, mem).await);
+                }
+            }
+        }
+        let runs = creates.iter().map(|n| async move {
+            let r = self.create(spec, n).await;
+            (Action::Create((*n).clone()), r)
+        });
+        for (a, r) in futures_util::future::join_all(runs).await {
+            out.push(self.note(name, a, r, mem).await);
+        }
+        out
+    }
+
+    /// Classifies a result, records it, and learns from it.
+    async fn note(
+        &self,
+        name: &str,
+        a: Action,
+        r: Result<(), BackendError>,
+        mem: &mut ClusterMemory,
+    ) -> Executed {
+        let kind = action_kind(&a);
+        let result = if r.is_ok() { "success" } else { "error" };
+        self.metrics
+            .actions
+            .with_label_values(&[kind, result])
+            .inc();
+        let outcome = match r {
+            Ok(()) => {
+                match &a {
+                    Action::Restart { name: inst } => mem.restarted(inst, Instant::now()),
+                    Action::Replace(n) => mem.forget(&n.name),
+                    Action::Delete { name: inst, .. } => mem.forget(inst),
+                    _ => {}
+                }
+                tracing::info!(cluster = name, action = %a.describe(), "done");
+                self.record(name, event("Normal", done_reason(&a), a.describe()))
+                    .await;
+                Outcome::Done
+            }
+            Err(BackendError::Unsupported { key, message }) => {
+                if key == "limits.disk.priority" {
+                    if let Ok(mut c) = self.caps.lock() {
+                        c.disk_priority = false;
+                    }
+                }
+                self.record(
+                    name,
+                    event(
+                        "Warning",
+                        "LimitUnsupported",
+                        format!("this LXD host refuses {key} ({message}); continuing without it"),
+                    ),
+                )
+                .await;
+                Outcome::Learned(Learned::LimitUnsupported { key })
+            }
+            Err(BackendError::PortBusy { message, port }) => {
+                let port = match &a {
+                    Action::Create(n) | Action::Replace(n) => {
+                        self.port_busy(n.host_port);
+                        n.host_port
+                    }
+                    _ => port,
+                };
+                self.record(
+                    name,
+                    event(
+                        "Warning",
+                        "PortBusy",
+                        format!("{}: {message}; choosing another port", a.describe()),
+                    ),
+                )
+                .await;
+                Outcome::Learned(Learned::PortBusy { port })
+            }
+            Err(e) => {
+                tracing::warn!(cluster = name, action = %a.describe(), error = %e, "failed");
+                self.record(
+                    name,
+                    event(
+                        "Warning",
+                        "ActionFailed",
+                        format!("{} failed: {e}", a.describe()),
+                    ),
+                )
+                .await;
+                Outcome::Failed(format!("{}: {e}", a.describe()))
+            }
+        };
+        Executed { action: a, outcome }
+    }
+
+    async fn run_action(&self, spec: &BotClusterSpec, a: &Action) -> Result<(), BackendError> {
+        let b = &self.backend;
+        match a {
+            Action::Create(n) => self.create(spec, n).await,
+            Action::Replace(n) => {
+                b.stop(&n.name).await?;
+                b.delete(&n.name).await?;
+                self.create(spec, n).await
+            }
+            Action::Start { name } => b.start(name).await,
+            Action::Restart { name } => b.restart(name).await,
+            Action::Patch {
+                name,
+                config,
+                devices,
+                remove_devices,
+            } => b.patch(name, config, devices, remove_devices).await,
+            Action::PushFiles { name, files, hash } => {
+                for f in files {
+                    b.push_file(name, f).await?;
+                }
+                self.record_files_hash(name, hash).await
+            }
+            Action::Delete { name, .. } => {
+                b.stop(name).await?;
+                b.delete(name).await
+            }
+        }
+    }
+
+    async fn record_files_hash(&self, name: &str, hash: &str) -> Result<(), BackendError> {
+        let mut c = BTreeMap::new();
+        c.insert(KEY_FILES.to_string(), hash.to_string());
+        self.backend.patch(name, &c, &Default::default(), &[]).await
+    }
+
+    /// Create → push files → record their hash → start. The files hash is written only after
+    /// the files are in place, so a crash in between makes the next pass push them again.
+    async fn create(&self, spec: &BotClusterSpec, n: &NewInstance) -> Result<(), BackendError> {
+        if self.config.check_host_ports {
+            let addr = format!("{}:{}", spec.listen_address, n.host_port);
+            if let Err(e) = std::net::TcpListener::bind(&addr) {
+                return Err(BackendError::PortBusy {
+                    port: n.host_port,
+                    message: format!("{addr} is in use on this host ({e})"),
+                });
+            }
+        }
+        let _permit = self
+            .creates
+            .acquire()
+            .await
+            .map_err(|_| BackendError::Other("shutting down".into()))?;
+        let mut config = n.config.clone();
+        let files_hash = if n.files.is_empty() {
+            None
+        } else {
+            config.remove(KEY_FILES)
+        };
+        let request = CreateRequest {
+            name: n.name.clone(),
+            image: n.image.clone(),
+            profiles: n.profiles.clone(),
+            config,
+            devices: n.devices.clone(),
+            target: None,
+        };
+        match self.backend.create(&request).await {
+            Ok(()) => {}
+            // A create that landed before a crash: the next steps finish it.
+            Err(BackendError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(h) = files_hash {
+            for f in &n.files {
+                self.backend.push_file(&n.name, f).await?;
+            }
+            self.record_files_hash(&n.name, &h).await?;
+        }
+        match self.backend.start(&n.name).await {
+            Err(BackendError::PortBusy { message, .. }) => Err(BackendError::PortBusy {
+                port: n.host_port,
+                message,
+            }),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The BotCluster reconciler: one pass is observe → plan → execute → status.
+//!
+//! Where to look:
+//! - *what one pass does, in order*: [`pass`];
+//! - *what the next pass will do* (`botctl diff`, `?dryRun=true`): [`preview`], which runs the
+//!   same observation and planning as a pass and writes nothing;
+//! - *why a cluster is Degraded*: [`status::derive_status`], the one place conditions are
+//!   derived from facts;
+//! - *how actions run and what can come of them*: [`execute`];
+//! - *the load balancer's part of the plan*: [`balancer`];
+//! - *what is observed and judged*: [`observe`] (instances, probes, load, traffic) and
+//!   [`autoscale`] (the replica count).
+
+pub mod autoscale;
+pub mod balancer;
+pub mod execute;
+pub mod observe;
+pub mod pass;
+pub mod ports;
+pub mod preview;
+pub mod status;
+pub mod triggers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use botcluster_api::{Event, BOTCLUSTER_KIND};
+use botcluster_store::{now_rfc3339, Store, StoreError};
+use tokio::sync::Semaphore;
+
+use crate::backend::{BackendError, ContainerBackend};
+use crate::health::ClusterMemory;
+use crate::metrics::ControllerMetrics;
+use crate::model::Capabilities;
+use crate::probe::{HttpProbe, Probe};
+use crate::proxy::ProxyBackend;
+use crate::runtime::{Action, Reconcile};
+use ports::PortBook;
+
+pub use preview::PassPreview;
+
+/// Why a pass failed; the controller backs off and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// LXD failed.
+    #[error("LXD: {0}")]
+    Backend(#[from] BackendError),
+    /// The stored spec does not parse (should not happen: the server validates).
+    #[error("the stored spec is unreadable: {0}")]
+    Spec(String),
+    /// The load balancer could not be read or written.
+    #[error("load balancer: {0}")]
+    Proxy(String),
+    /// Actions of the plan failed (each with what it was and why).
+    #[error("{}", .0.join("; "))]
+    Actions(Vec<String>),
+}
+
+/// Settings of the reconciler.
+#[derive(Clone, Debug)]
+pub struct ReconcilerConfig {
+    /// Host ports handed out when a spec has no `hostPorts`.
+    pub port_range: (u16, u16),
+    /// Bound on concurrent LXD creates across all clusters.
+    pub max_concurrent_creates: usize,
+    /// Readiness probe timeout.
+    pub probe_timeout: Duration,
+    /// Check that a host port is free before creating a container on it (LXD on this host).
+    pub check_host_ports: bool,
+    /// Period of the "nothing to do" requeue.
+    pub resync: Duration,
+    /// Period of the requeue while converging.
+    pub converge_poll: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            port_range: (20000, 20999),
+            max_concurrent_creates: 8,
+            probe_timeout: Duration::from_secs(2),
+            check_host_ports: true,
+            resync: Duration::from_secs(30),
+            converge_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Reconciles BotClusters against a container backend and (optionally) a load balancer.
+pub struct BotClusterReconciler {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) backend: Arc<dyn ContainerBackend>,
+    pub(crate) metrics: ControllerMetrics,
+    config: ReconcilerConfig,
+    /// What this LXD host turned out to refuse (learned from failed actions).
+    caps: Mutex<Capabilities>,
+    /// Host ports in use, per cluster (learned from observation), and ports found busy.
+    ports: Mutex<PortBook>,
+    creates: Arc<Semaphore>,
+    probe: Arc<dyn Probe>,
+    /// Per-cluster memory (health streaks, CPU samples, autoscaler history); a pass works on
+    /// a copy and writes it back, a preview works on a copy and drops it.
+    memory: Mutex<HashMap<String, ClusterMemory>>,
+    epoch: Instant,
+    proxy: Option<Arc<dyn ProxyBackend>>,
+}
+
+pub(crate) fn event(type_: &str, reason: &str, message: impl Into<String>) -> Event {
+    Event {
+        time: now_rfc3339(),
+        type_: type_.into(),
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+impl BotClusterReconciler {
+    /// A reconciler over `store` and `backend`, registering metrics in `metrics`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        backend: Arc<dyn ContainerBackend>,
+        metrics: ControllerMetrics,
+        config: ReconcilerConfig,
+    ) -> Self {
+        BotClusterReconciler {
+            store,
+            backend,
+            metrics,
+            creates: Arc::new(Semaphore::new(config.max_concurrent_creates.max(1))),
+            probe: Arc::new(HttpProbe::new(config.probe_timeout)),
+            config,
+            caps: Mutex::new(Capabilities::default()),
+            ports: Mutex::new(PortBook::default()),
+            memory: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            proxy: None,
+        }
+    }
+
+    /// Manages each cluster's load balancer through `proxy`.
+    pub fn with_proxy(mut self, proxy: Arc<dyn ProxyBackend>) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// Judges health with `probe` instead of HTTP requests to each instance's host port.
+    pub fn with_probe(mut self, probe: Arc<dyn Probe>) -> Self {
+        self.probe = probe;
+        self
+    }
+
+    /// The resync period.
+    pub fn resync(&self) -> Duration {
+        self.config.resync
+    }
+
+    pub(crate) fn caps(&self) -> Capabilities {
+        self.caps.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// A copy of the cluster's memory (empty after a restart).
+    pub(crate) fn memory_of(&self, name: &str) -> ClusterMemory {
+        let all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Stores the pass's memory of the cluster.
+    pub(crate) fn keep_memory(&self, name: &str, m: ClusterMemory) {
+        let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(name.to_string(), m);
+    }
+
+    pub(crate) fn forget_memory(&self, name: &str) {
+        let mut all = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        all.remove(name);
+    }
+
+    pub(crate) async fn record(&self, name: &str, e: Event) {
+        if let Err(err) = self.store.record_event(BOTCLUSTER_KIND, name, e).await {
+            tracing::warn!(cluster = name, error = %err, "recording an event failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Reconcile for BotClusterReconciler {
+    type Error = ReconcileError;
+
+    fn kind(&self) -> &'static str {
+        BOTCLUSTER_KIND
+    }
+
+    fn resync(&self) -> Duration {
+        self.config.resync
+    }
+
+    async fn init(&self) {
+        if let Err(e) = self.learn_ports().await {
+            tracing::warn!(error = %e, "could not list managed instances at start; host ports are learned as clusters reconcile");
+        }
+    }
+
+    async fn reconcile(&self, key: &str) -> Result<Action, ReconcileError> {
+        BotClusterReconciler::reconcile(self, key).await
+    }
+
+    async fn report_failure(&self, key: &str, failures: u32, retry_after: Duration, error: &str) {
+        BotClusterReconciler::report_failure(self, key, failures, retry_after, error).await
+    }
+}

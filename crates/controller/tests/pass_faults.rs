@@ -1,0 +1,319 @@
+//! Faults a review found in the reconcile pass, each proven on the in-memory backends (the
+//! end-to-end tests in crates/botctl/tests prove the same on real LXD and Caddy).
+
+use std::sync::Arc;
+
+use botcluster_api::{BotCluster, BOTCLUSTER_KIND};
+use botcluster_controller::backend::{ContainerBackend, FakeBackend, Instance};
+use botcluster_controller::metrics::ControllerMetrics;
+use botcluster_controller::model::*;
+use botcluster_controller::probe::{Probe, ProbeResult};
+use botcluster_controller::proxy::ProxyBackend;
+use botcluster_controller::{BotClusterReconciler as Reconciler, ReconcilerConfig};
+use botcluster_store::Store;
+use serde_json::{json, Value};
+
+mod support;
+use support::*;
+
+/// A fresh reconciler over the same store and host: the operator restarted.
+fn restarted(w: &World) -> Reconciler {
+    Reconciler::new(
+        w.store.clone(),
+        Arc::new(w.fake.clone()),
+        ControllerMetrics::new(&prometheus::Registry::new()),
+        ReconcilerConfig {
+            check_host_ports: false,
+            port_range: (21000, 21099),
+            ..Default::default()
+        },
+    )
+}
+
+async fn events(w: &World, name: &str, reason: &str) -> usize {
+    w.store
+        .events(BOTCLUSTER_KIND, name, 500)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.reason == reason)
+        .count()
+}
+
+async fn desired(w: &World, name: &str, spec: Value) -> BotCluster {
+    let mut full: Value = json!({"image": "img"});
+    for (k, v) in spec.as_object().unwrap() {
+        full[k] = v.clone();
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "botcluster.io/v1alpha1", "kind": "BotCluster",
+        "metadata": {"name": name}, "spec": full
+    }))
+    .unwrap_or_else(|e| panic!("{e}: {:?}", w.fake.all().len()))
+}
+
+fn autoscaled() -> Value {
+    json!({"replicas": 2, "health": {"enabled": false},
+           "autoscaling": {"enabled": true, "minInstances": 1, "maxInstances": 10, "cooldown": "300s"}})
+}
+
+#[tokio::test]
+async fn an_autoscaled_cluster_is_not_cut_back_after_an_operator_restart() {
+    let w = world();
+    // Six instances, as an operator whose autoscaler had scaled the cluster up left them.
+    apply(
+        &w,
+        "web",
+        json!({"replicas": 6, "health": {"enabled": false}}),
+    )
+    .await;
+    w.rec.reconcile("web").await.unwrap();
+    assert_eq!(w.fake.all().len(), 6);
+    apply(&w, "web", autoscaled()).await;
+    let rec = restarted(&w);
+    for _ in 0..3 {
+        rec.reconcile("web").await.unwrap();
+    }
+    assert_eq!(w.fake.all().len(), 6, "nothing removed before the cooldown");
+    assert_eq!(events(&w, "web", "ScaledDown").await, 0);
+    let st = status(&w, "web").await;
+    assert_eq!(st["autoscaler"]["desiredReplicas"], json!(6), "{st}");
+    // A dry run sees the same count: no deletes planned.
+    let preview = rec
+        .preview(&desired(&w, "web", autoscaled()).await)
+        .await
+        .unwrap();
+    assert!(preview.actions.is_empty(), "{preview:?}");
+}
+
+#[tokio::test]
+async fn drain_takes_the_passes_own_uid_not_a_strangers() {
+    let (w, proxy) = with_proxy(world());
+    let spec = |n: u32| {
+        json!({"replicas": n, "health": {"enabled": false},
+               "loadBalancer": {"listen": "127.0.0.1:8997"}})
+    };
+    // An old incarnation of the cluster (its name, its cluster key, another uid) sorts first.
+    let mut config = std::collections::BTreeMap::new();
+    config.insert(KEY_CLUSTER.to_string(), "lb".to_string());
+    config.insert(KEY_UID.to_string(), "an-older-uid".to_string());
+    config.insert(KEY_ORDINAL.to_string(), "0".to_string());
+    let mut devices = std::collections::BTreeMap::new();
+    let mut dev = std::collections::BTreeMap::new();
+    dev.insert("type".to_string(), "proxy".to_string());
+    dev.insert("listen".to_string(), "tcp:127.0.0.1:29999".to_string());
+    devices.insert(PROXY_DEVICE.to_string(), dev);
+    w.fake.insert(Instance {
+        name: "lb-0".into(),
+        running: true,
+        status: "Running".into(),
+        config,
+        devices,
+        ..Default::default()
+    });
+    apply(&w, "lb", spec(2)).await;
+    w.rec.reconcile("lb").await.unwrap();
+    w.rec.reconcile("lb").await.unwrap();
+    apply(&w, "lb", spec(1)).await;
+    w.rec.reconcile("lb").await.unwrap();
+    assert_eq!(
+        events(&w, "lb", "Drained").await,
+        1,
+        "a serving instance drained"
+    );
+    let pushed: Vec<String> = w
+        .store
+        .events(BOTCLUSTER_KIND, "lb", 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.reason == "ProxyUpdated")
+        .map(|e| e.message)
+        .collect();
+    assert!(
+        pushed.iter().all(|m| !m.contains("29999")),
+        "the stranger's container was never put behind the load balancer: {pushed:?}"
+    );
+    let server = proxy.servers().get("botcluster-lb").cloned().unwrap();
+    assert!(!server.to_string().contains("29999"));
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_drift_and_the_load_balancer_and_writes_nothing() {
+    let (w, proxy) = with_proxy(world());
+    let spec = json!({"replicas": 2, "health": {"enabled": false},
+                      "loadBalancer": {"listen": "127.0.0.1:8996"}});
+    apply(&w, "dry", spec.clone()).await;
+    w.rec.reconcile("dry").await.unwrap();
+    w.rec.reconcile("dry").await.unwrap();
+    let bc = desired(&w, "dry", spec).await;
+    assert_eq!(
+        w.rec.preview(&bc).await.unwrap(),
+        Default::default(),
+        "a converged cluster previews nothing"
+    );
+    // Someone deletes a container: same spec, but the next pass would create it and change
+    // the load balancer's upstreams.
+    w.fake.remove("dry-1");
+    let (writes, pushes) = (w.fake.write_count(), proxy.write_count());
+    let rv = w
+        .store
+        .get(BOTCLUSTER_KIND, "dry")
+        .await
+        .unwrap()
+        .unwrap()
+        .resource_version();
+    let n_events = w
+        .store
+        .events(BOTCLUSTER_KIND, "dry", 500)
+        .await
+        .unwrap()
+        .len();
+    let p = w.rec.preview(&bc).await.unwrap();
+    assert!(
+        p.actions.iter().any(|a| a.starts_with("create dry-1")),
+        "{p:?}"
+    );
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| a.contains("load balancer botcluster-dry")),
+        "{p:?}"
+    );
+    assert_eq!(w.fake.write_count(), writes, "no LXD write");
+    assert_eq!(proxy.write_count(), pushes, "no proxy write");
+    let after = w.store.get(BOTCLUSTER_KIND, "dry").await.unwrap().unwrap();
+    assert_eq!(after.resource_version(), rv, "no status write");
+    assert_eq!(
+        w.store
+            .events(BOTCLUSTER_KIND, "dry", 500)
+            .await
+            .unwrap()
+            .len(),
+        n_events,
+        "no event"
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_cluster_is_observed_and_reported_but_not_changed() {
+    let w = world();
+    let spec =
+        |suspend: bool| json!({"replicas": 2, "health": {"enabled": false}, "suspend": suspend});
+    apply(&w, "sus", spec(false)).await;
+    w.rec.reconcile("sus").await.unwrap();
+    apply(&w, "sus", spec(true)).await;
+    w.fake.remove("sus-0");
+    let writes = w.fake.write_count();
+    w.rec.reconcile("sus").await.unwrap();
+    w.rec.reconcile("sus").await.unwrap();
+    assert_eq!(w.fake.write_count(), writes, "suspended: no LXD write");
+    let st = status(&w, "sus").await;
+    let cond = |t: &str| {
+        st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(cond("Suspended")["status"], json!("True"), "{st}");
+    assert!(
+        cond("Suspended")["message"]
+            .as_str()
+            .unwrap()
+            .contains("create sus-0"),
+        "{st}"
+    );
+    assert_eq!(cond("Ready")["status"], json!("False"), "{st}");
+    assert_eq!(
+        st["replicas"],
+        json!(1),
+        "status still reports what is observed"
+    );
+    let p = w
+        .rec
+        .preview(&desired(&w, "sus", spec(true)).await)
+        .await
+        .unwrap();
+    assert!(
+        p.actions.iter().any(|a| a.starts_with("create sus-0")),
+        "{p:?}"
+    );
+    // Un-suspended: converges, and the condition goes.
+    apply(&w, "sus", spec(false)).await;
+    w.rec.reconcile("sus").await.unwrap();
+    assert_eq!(w.fake.all().len(), 2);
+    let st = status(&w, "sus").await;
+    assert!(
+        !st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Suspended"),
+        "{st}"
+    );
+}
+
+/// A probe that reports every instance unreachable.
+struct Failing;
+
+#[async_trait::async_trait]
+impl Probe for Failing {
+    async fn probe(&self, _host: &str, port: u16, _path: &str) -> ProbeResult {
+        ProbeResult {
+            ready: false,
+            health: "unreachable".into(),
+            message: Some(format!("port {port}: refused")),
+            latency_ms: 1.0,
+            queue_depth: None,
+            connections: None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn dry_runs_do_not_count_health_failures() {
+    let store = Arc::new(botcluster_store::SqliteStore::in_memory().unwrap());
+    let fake = FakeBackend::new();
+    let rec = Reconciler::new(
+        store.clone(),
+        Arc::new(fake.clone()),
+        ControllerMetrics::new(&prometheus::Registry::new()),
+        ReconcilerConfig {
+            check_host_ports: false,
+            ..Default::default()
+        },
+    )
+    .with_probe(Arc::new(Failing));
+    let w = World { store, fake, rec };
+    let spec = json!({"replicas": 1, "health": {"retries": 3, "interval": "1s"}});
+    apply(&w, "h", spec.clone()).await;
+    w.rec.reconcile("h").await.unwrap();
+    let before = status(&w, "h").await;
+    let n_events = w
+        .store
+        .events(BOTCLUSTER_KIND, "h", 500)
+        .await
+        .unwrap()
+        .len();
+    let bc = desired(&w, "h", spec).await;
+    for _ in 0..5 {
+        w.rec.preview(&bc).await.unwrap();
+    }
+    assert_eq!(status(&w, "h").await, before);
+    assert_eq!(
+        w.store
+            .events(BOTCLUSTER_KIND, "h", 500)
+            .await
+            .unwrap()
+            .len(),
+        n_events
+    );
+    // The next real pass counts its own probe only: one failure, not six.
+    w.rec.reconcile("h").await.unwrap();
+    let st = status(&w, "h").await;
+    let message = st["instances"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with("(1 failed in a row)"), "{st}");
+}
