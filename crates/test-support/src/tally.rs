@@ -70,12 +70,14 @@ pub fn require<T>(found: Result<T, Missing>) -> Option<T> {
     }
 }
 
-/// Skips the calling test: prints `skipped: <reason>` and tallies it. The caller returns.
+/// Skips the calling test: tallies it and prints `skipped: <reason>`. The caller returns.
 ///
 /// # Panics
-/// Under a truthy `CI`: there, a missing real component fails the test instead.
+/// Under a truthy `CI`: there, a missing real component fails the test instead (still
+/// tallied as skipped, so the closing count says why it did not run).
 #[track_caller]
 pub fn skip(missing: Missing) {
+    record(&Outcome::Skipped(missing.to_string()));
     if ci::real_components_required() {
         let value = std::env::var(ci::CI_VAR).unwrap_or_default();
         panic!(
@@ -84,7 +86,6 @@ pub fn skip(missing: Missing) {
         );
     }
     eprintln!("skipped: {missing}");
-    record(&Outcome::Skipped(missing.to_string()));
 }
 
 /// One tally line's verdict.
