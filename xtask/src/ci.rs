@@ -1,9 +1,16 @@
 //! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
 //!
-//! Steps: `cargo fmt --check`; `cargo clippy -D warnings`; the real daemons the end-to-end
-//! tests use (`lxd-up`, `caddy-up`); `cargo test --workspace`. Under `CI=true` the end-to-end tests fail
-//! instead of skipping when a daemon is missing.
+//! Steps: `cargo fmt --check`; `cargo clippy --all-features -D warnings`; the real daemons the
+//! end-to-end tests use (`lxd-up`, `caddy-up`); `cargo test --workspace --all-features`; then
+//! the tally line `end-to-end tests: N ran, M skipped` (with each skip's reason). Under a truthy
+//! `CI` (`true`, `1`...: `test_support::ci`) the end-to-end tests fail instead of skipping when
+//! a daemon is missing.
+//!
+//! `--all-features` because lxd-client's `https` transport (TLS, pinned fingerprints) is
+//! behind a feature: without it, neither its code nor its live test is ever compiled.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -11,11 +18,19 @@ use anyhow::{bail, Context, Result};
 
 use crate::project_root;
 
+/// The variable the live tests' harness (`botcluster-test-support`) appends its tally to.
+const TALLY_VAR: &str = "BOTCLUSTER_E2E_TALLY";
+
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_with_env(args, &[])
+}
+
+fn cargo_with_env(args: &[&str], env: &[(&str, &Path)]) -> Result<()> {
     let started = Instant::now();
     println!("==> cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(project_root())
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;
@@ -33,6 +48,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--",
         "-D",
         "warnings",
@@ -44,8 +60,77 @@ pub fn run(args: &[&str]) -> Result<()> {
         crate::caddy::up(&[])?;
         ensure_promtool()?;
     }
-    cargo(&["test", "--workspace", "--no-fail-fast"])?;
-    Ok(())
+    let tally = tally_path();
+    if let Some(dir) = tally.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Fresh for this run: the tests append to it.
+    std::fs::write(&tally, "").with_context(|| format!("creating {}", tally.display()))?;
+    let tested = cargo_with_env(
+        &["test", "--workspace", "--all-features", "--no-fail-fast"],
+        &[(TALLY_VAR, &tally)],
+    );
+    // The count goes out also when a test failed: it is what the CI log is read for.
+    let text = std::fs::read_to_string(&tally)
+        .with_context(|| format!("reading the end-to-end tally {}", tally.display()))?;
+    println!("{}", Tally::parse(&text).report());
+    tested
+}
+
+/// `target/e2e-tally.txt` (or under `CARGO_TARGET_DIR`).
+fn tally_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .map(|d| {
+            if d.is_relative() {
+                project_root().join(d)
+            } else {
+                d
+            }
+        })
+        .unwrap_or_else(|| project_root().join("target"));
+    target.join("e2e-tally.txt")
+}
+
+/// What the live and end-to-end tests reported, one line each (`ran\t<test>` or
+/// `skipped\t<test>\t<reason>`, written by `botcluster-test-support`).
+#[derive(Debug, Default, PartialEq)]
+struct Tally {
+    /// Test → why it was skipped (`None`: it ran).
+    tests: BTreeMap<String, Option<String>>,
+}
+
+impl Tally {
+    /// A test that reported both (a requirement found, a later one missing) was skipped.
+    fn parse(text: &str) -> Tally {
+        let mut tally = Tally::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut fields = line.splitn(3, '\t');
+            let (verdict, test) = (fields.next().unwrap_or(""), fields.next().unwrap_or(line));
+            let slot = tally.tests.entry(test.to_owned()).or_insert(None);
+            if verdict != "ran" {
+                let reason = fields.next().unwrap_or("no reason given");
+                *slot = Some(reason.to_owned());
+            }
+        }
+        tally
+    }
+
+    /// `end-to-end tests: 41 ran, 2 skipped`, then one line per skipped test with its reason.
+    fn report(&self) -> String {
+        let skipped: Vec<_> = self
+            .tests
+            .iter()
+            .filter_map(|(test, why)| why.as_ref().map(|why| (test, why)))
+            .collect();
+        let ran = self.tests.len() - skipped.len();
+        let mut out = format!("end-to-end tests: {ran} ran, {} skipped", skipped.len());
+        for (test, why) in skipped {
+            out.push_str(&format!("\n    skipped {test}: {why}"));
+        }
+        out
+    }
 }
 
 /// `promtool` (Debian's `prometheus` package) checks `manifests/prometheus/alerts.yml`.
@@ -72,4 +157,32 @@ fn ensure_promtool() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn the_tally_counts_each_test_once_and_a_late_skip_wins() {
+        let text = "ran\tbotctl lxd_e2e::a\n\
+                    ran\tbotctl lxd_e2e::b\n\
+                    ran\tbotctl lxd_e2e::freeze\n\
+                    skipped\tbotctl lxd_e2e::freeze\tno pid file (run lxd-up)\n\
+                    skipped\tcaddy-client live::c\tcaddy is not on PATH (install it)\n";
+        assert_eq!(
+            Tally::parse(text).report(),
+            "end-to-end tests: 2 ran, 2 skipped\n    \
+             skipped botctl lxd_e2e::freeze: no pid file (run lxd-up)\n    \
+             skipped caddy-client live::c: caddy is not on PATH (install it)"
+        );
+    }
+
+    #[test]
+    fn no_reports_count_zero() {
+        assert_eq!(
+            Tally::parse("").report(),
+            "end-to-end tests: 0 ran, 0 skipped"
+        );
+    }
 }

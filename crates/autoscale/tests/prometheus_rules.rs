@@ -3,10 +3,13 @@
 //! their unit tests say: `promtool check rules` and `promtool test rules`.
 //!
 //! Needs `promtool` (Debian: `apt-get install prometheus`). Without it the test is skipped,
-//! except under `CI=true`, where it fails.
+//! except when `CI` is set to a truthy value (`true`, `1`...), where it fails
+//! (`test_support::require`).
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use test_support::{require, Missing};
 
 /// The workspace root: the rules' paths below are relative to it.
 fn workspace_root() -> PathBuf {
@@ -39,15 +42,15 @@ fn promtool(args: &[&str]) {
 
 #[test]
 fn the_scaling_alerts_are_valid_and_pass_their_unit_tests() {
-    if !promtool_installed() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "promtool not found; install Debian's prometheus package: apt-get install prometheus"
-            );
-        }
-        println!("skipped: promtool not installed");
-        return;
-    }
+    let found = if promtool_installed() {
+        Ok(())
+    } else {
+        Err(Missing::new(
+            "promtool not found",
+            "install Debian's prometheus package: apt-get install prometheus",
+        ))
+    };
+    let Some(()) = require(found) else { return };
     promtool(&["check", "rules", "manifests/prometheus/alerts.yml"]);
     promtool(&["test", "rules", "manifests/prometheus/alerts_test.yml"]);
 }

@@ -1,55 +1,40 @@
 //! botctl as a user runs it: a real `botctl serve` process, driven by the real binary.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use test_support::{free_loopback_addr, Daemon};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 struct Server {
-    child: Child,
+    /// `botctl serve`, killed when dropped.
+    _serve: Daemon,
     addr: String,
     dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_botctl"))
-        .args(["serve", "--listen", &addr, "--no-controller"])
-        .env("BOTCLUSTER_DATA_DIR", dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "botctl serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let addr = free_loopback_addr();
+    let mut serve = Daemon::spawn(
+        "botctl serve",
+        Command::new(env!("CARGO_BIN_EXE_botctl"))
+            .args(["serve", "--listen", &addr, "--no-controller"])
+            .env("BOTCLUSTER_DATA_DIR", dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    serve.wait_listening(&addr, Duration::from_secs(20), String::new);
+    Server {
+        _serve: serve,
+        addr,
+        dir,
     }
-    Server { child, addr, dir }
 }
 
 impl Server {

@@ -1,18 +1,21 @@
 //! End-to-end against the real LXD daemon: a real `botctl serve` process reconciling real
 //! containers built from the test image (`cargo xtask lxd-up` makes both).
 //!
-//! Without LXD these tests fail under `CI=true` and are skipped (with a message) otherwise.
+//! Without LXD (or Caddy, for the load-balancer tests) these tests fail when `CI` is set to a
+//! truthy value (`true`, `1`...) and are skipped (with a message) otherwise
+//! (`test_support::require`).
 //! Cluster names carry this process's pid (`e2e-<pid>-...`), and each test deletes what it
 //! made; containers left by a killed run (whose pid is gone) are swept at start.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lxd_client::{Client, InstanceSource, InstanceStatePut, InstancesPost};
 use serde_json::Value;
+use test_support::{free_loopback_addr, free_port, require, skip, Admin, Caddy, Daemon, Missing};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -22,32 +25,10 @@ fn image() -> String {
     std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
 }
 
-/// Makes a spawned process die with the test thread that started it (SIGKILL on parent death),
-/// so a killed test run leaves no operator behind to recreate what the next run sweeps away.
-fn dies_with_this_test(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
-}
-
-/// The LXD client, or None (skip) when there is no LXD and CI is not set.
-async fn lxd() -> Option<Client> {
+/// The LXD client with the test image, or what is missing (see `test_support::require`).
+async fn lxd() -> Result<Client, Missing> {
     let socket = Client::default_socket_path();
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let missing = |why: String| {
-        if ci {
-            panic!("CI=true and {why}: run `cargo xtask lxd-up` first");
-        }
-        eprintln!("skipped: {why} (run `cargo xtask lxd-up`)");
-        None
-    };
+    let missing = |why: String| Err(Missing::new(why, "run `cargo xtask lxd-up` first"));
     if !socket.exists() {
         return missing(format!("no LXD at {}", socket.display()));
     }
@@ -74,7 +55,7 @@ async fn lxd() -> Option<Client> {
     }
     sweep_leftovers(&client).await;
     sweep_profiles();
-    Some(client)
+    Ok(client)
 }
 
 /// Deletes containers of earlier runs that were killed before cleaning up.
@@ -124,14 +105,6 @@ async fn force_delete(client: &Client, name: &str) {
     let _ = client.delete_instance(name).await;
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A range of 40 host ports nobody listens on right now, below Linux's ephemeral range
 /// (32768+), where outgoing connections could take a port between the check and LXD's bind.
 fn port_range() -> (u16, u16) {
@@ -169,7 +142,8 @@ struct Operator {
     lxd_socket: Option<PathBuf>,
     /// More `botctl serve` arguments.
     extra_args: Vec<String>,
-    child: Option<Child>,
+    /// `botctl serve`, killed when dropped (and when the test's thread dies).
+    child: Option<Daemon>,
     addr: String,
     dir: tempfile::TempDir,
     ports: (u16, u16),
@@ -185,12 +159,12 @@ impl Operator {
     /// With its own Caddy (the operator gets `--caddy-admin`).
     async fn start_with(test: &str, with_caddy: bool) -> Option<Operator> {
         let serial = SERIAL.lock().await;
-        let lxd = lxd().await?;
-        let caddy = if with_caddy {
-            Some(Caddy::start()?)
-        } else {
-            None
+        let found = match lxd().await {
+            Ok(lxd) if with_caddy => Caddy::start(Admin::Tcp).map(|c| (lxd, Some(c))),
+            Ok(lxd) => Ok((lxd, None)),
+            Err(missing) => Err(missing),
         };
+        let (lxd, caddy) = require(found)?;
         let mut op = Operator {
             _serial: serial,
             caddy,
@@ -208,7 +182,7 @@ impl Operator {
     }
 
     fn spawn(&mut self) {
-        self.addr = format!("127.0.0.1:{}", free_port());
+        self.addr = free_loopback_addr();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -224,7 +198,7 @@ impl Operator {
             "--resync",
             "1s",
         ];
-        let admin = self.caddy.as_ref().map(|c| c.admin_url.clone());
+        let admin = self.caddy.as_ref().map(|c| c.admin_url().to_owned());
         if let Some(a) = &admin {
             args.extend(["--caddy-admin", a.as_str()]);
         }
@@ -233,29 +207,22 @@ impl Operator {
             args.extend(["--lxd", sock.as_str()]);
         }
         args.extend(self.extra_args.iter().map(String::as_str));
-        let child = dies_with_this_test(&mut Command::new(env!("CARGO_BIN_EXE_botctl")))
-            .args(&args)
-            .env("BOTCLUSTER_DATA_DIR", self.dir.path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&self.addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "botctl serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut serve = Daemon::spawn(
+            "botctl serve",
+            Command::new(env!("CARGO_BIN_EXE_botctl"))
+                .args(&args)
+                .env("BOTCLUSTER_DATA_DIR", self.dir.path())
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        serve.wait_listening(&self.addr, Duration::from_secs(30), || self.log());
+        self.child = Some(serve);
     }
 
     fn kill_9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
+            c.kill(); // SIGKILL
         }
     }
 
@@ -661,70 +628,14 @@ async fn kill_9_mid_convergence_then_restart_converges_with_nothing_duplicated()
 // ---------------------------------------------------------------------------------------------
 // The load balancer: a real Caddy per test.
 
-struct Caddy {
-    child: Child,
-    admin_url: String,
-    _dir: tempfile::TempDir,
+/// caddy-client for a test Caddy's admin endpoint.
+trait AdminClient {
+    fn client(&self) -> caddy_client::Client;
 }
 
-impl Caddy {
-    /// Starts `caddy run` with an admin endpoint on a free loopback port, or skips (None), or
-    /// fails under CI=true when caddy is not installed.
-    fn start() -> Option<Caddy> {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        if Command::new("caddy").arg("version").output().is_err() {
-            if ci {
-                panic!("CI=true and caddy is not installed: run `cargo xtask caddy-up`");
-            }
-            eprintln!("skipped: caddy not installed (run `cargo xtask caddy-up`)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let admin = format!("127.0.0.1:{}", free_port());
-        let boot = dir.path().join("bootstrap.json");
-        std::fs::write(
-            &boot,
-            serde_json::json!({"admin": {"listen": admin, "config": {"persist": false}}})
-                .to_string(),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
-        let child = dies_with_this_test(&mut Command::new("caddy"))
-            .arg("run")
-            .arg("--config")
-            .arg(&boot)
-            .env("HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&admin).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "caddy did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Caddy {
-            child,
-            admin_url: format!("http://{admin}"),
-            _dir: dir,
-        })
-    }
-
+impl AdminClient for Caddy {
     fn client(&self) -> caddy_client::Client {
-        caddy_client::Client::from_url(&self.admin_url).unwrap()
-    }
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        caddy_client::Client::from_url(self.admin_url()).unwrap()
     }
 }
 
@@ -1580,11 +1491,10 @@ async fn a_frozen_lxd_daemon_makes_the_cluster_degraded_while_containers_keep_se
         return;
     };
     let Some(pid) = lxd_daemon_pid() else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true but no LXD daemon started by `cargo xtask lxd-up` (no xtask-lxd.pid)"
-        );
-        eprintln!("skipped: LXD was not started by `cargo xtask lxd-up`, so its pid is unknown");
+        skip(Missing::new(
+            "LXD was not started by `cargo xtask lxd-up` (no xtask-lxd.pid), so its pid is unknown",
+            "start LXD with `cargo xtask lxd-up`",
+        ));
         return;
     };
     // A short request timeout, so the test need not wait out the default 20 s.

@@ -1,14 +1,12 @@
 //! Live tests against a real `caddy` process that each test starts on free loopback ports.
 //!
-//! Without a `caddy` binary on PATH the tests print "skipped: caddy not installed" and pass,
-//! unless `CI=true`, where they fail. Everything listens on 127.0.0.1 and every server the tests
+//! Without a `caddy` binary on PATH the tests print "skipped: caddy is not on PATH ..." and
+//! pass, unless `CI` is set to a truthy value (`true`, `1`...), where they fail
+//! (`test_support::require`). Everything listens on 127.0.0.1 and every server the tests
 //! render disables automatic HTTPS, so Caddy never contacts an ACME CA.
 
-use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -19,140 +17,20 @@ use caddy_client::{
     Upstream,
 };
 use serde_json::{json, Value};
+use test_support::{free_port, require, Admin, Caddy};
 
 // ---------------------------------------------------------------------------------------------
-// A caddy process of our own
+// A caddy process of our own (botcluster-test-support's), driven by this crate's client
 
-/// A `caddy run` child with its admin endpoint on a free loopback port or a unix socket in a
-/// temp dir; killed when dropped.
-struct Caddy {
-    child: Child,
-    /// What `Client::from_url` takes.
-    admin_url: String,
-    /// Caddy's `admin.listen` value.
-    admin_listen: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// This crate's client for a test Caddy's admin endpoint.
+trait AdminClient {
+    fn client(&self) -> Client;
 }
 
-enum Admin {
-    Tcp,
-    Unix,
-}
-
-impl Caddy {
-    /// Starts caddy, or returns `None` (after saying so) when it is not installed.
-    fn start(admin: Admin) -> Option<Caddy> {
-        let Some(bin) = which("caddy") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "caddy is not installed, and CI=true makes that a failure \
-                 (install it with `apt-get install caddy` or `cargo xtask caddy-up`)"
-            );
-            println!("skipped: caddy not installed");
-            return None;
-        };
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (admin_url, admin_listen) = match admin {
-            Admin::Tcp => {
-                let addr = format!("127.0.0.1:{}", free_port());
-                (format!("http://{addr}"), addr)
-            }
-            Admin::Unix => {
-                let sock = dir.path().join("admin.sock");
-                (
-                    format!("unix://{}", sock.display()),
-                    format!("unix/{}", sock.display()),
-                )
-            }
-        };
-        let boot = dir.path().join("bootstrap.json");
-        fs::write(&boot, bootstrap(&admin_listen).to_string()).expect("write bootstrap");
-        let log = dir.path().join("caddy.log");
-        let out = fs::File::create(&log).expect("log file");
-        let child = Command::new(bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&boot)
-            // Caddy's data and config dirs (certificates, autosave) stay in the temp dir.
-            .env("HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("start caddy");
-        let mut caddy = Caddy {
-            child,
-            admin_url,
-            admin_listen,
-            log,
-            _dir: dir,
-        };
-        caddy.wait_ready();
-        Some(caddy)
-    }
-
-    fn wait_ready(&mut self) {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("caddy exited at start-up ({status}):\n{}", self.log_text());
-            }
-            let up = match self.admin_url.strip_prefix("unix://") {
-                // The file appears at bind(), a moment before listen(): connect to be sure.
-                Some(sock) => std::os::unix::net::UnixStream::connect(sock).is_ok(),
-                None => TcpStream::connect(&self.admin_url["http://".len()..]).is_ok(),
-            };
-            if up {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "caddy's admin endpoint did not come up:\n{}",
-            self.log_text()
-        );
-    }
-
+impl AdminClient for Caddy {
     fn client(&self) -> Client {
-        Client::from_url(&self.admin_url).expect("client")
+        Client::from_url(self.admin_url()).expect("client")
     }
-
-    /// The config with only our admin endpoint: what "empty" means without losing the API.
-    fn empty_config(&self) -> Value {
-        bootstrap(&self.admin_listen)
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bootstrap(admin_listen: &str) -> Value {
-    json!({"admin": {"listen": admin_listen, "config": {"persist": false}}})
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,7 +202,7 @@ impl RequestObserver for Recorder {
 
 #[tokio::test]
 async fn our_server_balances_round_robin_and_a_users_site_survives_its_replacement() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let ours = caddy.client();
@@ -405,7 +283,7 @@ async fn our_server_balances_round_robin_and_a_users_site_survives_its_replaceme
 
 #[tokio::test]
 async fn upstreams_lists_every_dial_address_of_the_loaded_config() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -429,7 +307,7 @@ async fn upstreams_lists_every_dial_address_of_the_loaded_config() {
 
 #[tokio::test]
 async fn metrics_count_the_requests_a_servers_reverse_proxy_handled() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -558,7 +436,7 @@ async fn metrics_count_the_requests_a_servers_reverse_proxy_handled() {
 
 #[tokio::test]
 async fn a_stale_etag_makes_a_write_fail_with_precondition_failed() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -618,7 +496,7 @@ async fn a_stale_etag_makes_a_write_fail_with_precondition_failed() {
 
 #[tokio::test]
 async fn etags_computed_client_side_equal_the_trailers_caddy_sends() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -626,7 +504,7 @@ async fn etags_computed_client_side_equal_the_trailers_caddy_sends() {
         .ensure_server("botcluster", &proxy_server(free_port(), &[&responder("a")]))
         .await
         .expect("create");
-    let admin_addr = &caddy.admin_url["http://".len()..];
+    let admin_addr = &caddy.admin_url()["http://".len()..];
     for path in [
         "/config/",
         "/config/apps",
@@ -660,7 +538,7 @@ async fn etags_computed_client_side_equal_the_trailers_caddy_sends() {
 
 #[tokio::test]
 async fn an_unchanged_reconcile_makes_zero_writes_and_every_write_is_counted() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let recorder = Arc::new(Recorder::default());
@@ -731,7 +609,7 @@ async fn an_unchanged_reconcile_makes_zero_writes_and_every_write_is_counted() {
 
 #[tokio::test]
 async fn caddys_read_back_equals_what_was_written_up_to_number_formatting() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -792,7 +670,7 @@ async fn caddys_read_back_equals_what_was_written_up_to_number_formatting() {
 
 #[tokio::test]
 async fn identical_writes_do_not_reload_caddy() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -822,7 +700,7 @@ async fn requests_right_after_a_config_change_do_not_fail() {
     // Caddy swaps its admin server on every change and closes the old one in the background;
     // connections that land on the old listener meanwhile are reset unread. The client resends
     // those, so back-to-back writes and reads all succeed.
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let recorder = Arc::new(Recorder::default());
@@ -858,7 +736,7 @@ async fn requests_right_after_a_config_change_do_not_fail() {
 
 #[tokio::test]
 async fn errors_name_the_request_and_carry_caddys_text() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -961,7 +839,7 @@ async fn a_refused_connection_names_the_address_and_how_to_start_caddy() {
 
 #[tokio::test]
 async fn the_unix_socket_admin_endpoint_works_despite_caddys_host_check() {
-    let Some(caddy) = Caddy::start(Admin::Unix) else {
+    let Some(caddy) = require(Caddy::start(Admin::Unix)) else {
         return;
     };
     let client = caddy.client();
@@ -999,7 +877,7 @@ async fn the_unix_socket_admin_endpoint_works_despite_caddys_host_check() {
 #[tokio::test]
 #[ignore = "measurement, not a check"]
 async fn measure_admin_api_latencies() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();
@@ -1121,7 +999,7 @@ async fn measure_admin_api_latencies() {
 #[tokio::test]
 #[ignore = "measurement, not a check"]
 async fn measure_listener_resets_after_reloads() {
-    let Some(caddy) = Caddy::start(Admin::Tcp) else {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
         return;
     };
     let client = caddy.client();

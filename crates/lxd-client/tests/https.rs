@@ -3,7 +3,9 @@
 //! Only built with `--features https`. The test makes LXD listen on a free
 //! `127.0.0.1` port (only if `core.https_address` is unset), trusts a throwaway
 //! client certificate made with the `openssl` CLI, and undoes both afterwards,
-//! even on failure. Skips like the other live tests when there is no LXD.
+//! even on failure. Skips like the other live tests when there is no LXD, or when LXD
+//! already listens beyond loopback (failing instead under a truthy `CI`:
+//! `test_support::require`).
 #![cfg(feature = "https")]
 
 use std::path::Path;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use lxd_client::{Client, Error, EventType};
 use serde_json::json;
+use test_support::{require, skip, Missing};
 
 struct Restore {
     socket: std::path::PathBuf,
@@ -76,15 +79,15 @@ fn openssl_identity(dir: &Path) -> (Vec<u8>, String) {
 #[tokio::test]
 async fn https_with_client_certificate_and_pinned_fingerprint() {
     let socket = Client::default_socket_path();
-    if !socket.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no LXD at {} and CI=true",
-            socket.display()
-        );
-        eprintln!("skipped: no LXD at {}", socket.display());
-        return;
-    }
+    let found = if socket.exists() {
+        Ok(())
+    } else {
+        Err(Missing::new(
+            format!("no LXD at {}", socket.display()),
+            "start LXD first (cargo xtask lxd-up)",
+        ))
+    };
+    let Some(()) = require(found) else { return };
     let lxd = Client::unix(&socket).expect("client");
     let server = lxd.server().await.expect("server");
     let current = server
@@ -113,7 +116,10 @@ async fn https_with_client_certificate_and_pinned_fingerprint() {
     } else if current.starts_with("127.0.0.1:") {
         current
     } else {
-        eprintln!("skipped: LXD already listens on {current}, not on loopback");
+        skip(Missing::new(
+            format!("LXD already listens on {current}, not on loopback"),
+            "unset core.https_address, or set it to a 127.0.0.1 address",
+        ));
         return;
     };
     let pin = lxd

@@ -2,7 +2,8 @@
 //!
 //! - The socket is `$LXD_DIR/unix.socket` or `/var/lib/lxd/unix.socket`. When it is
 //!   absent, each test prints `skipped: no LXD at <path>` and passes, except when
-//!   `CI=true`, where it fails.
+//!   `CI` is set to a truthy value (`true`, `1`...), where it fails
+//!   (`test_support::require`).
 //! - Image: the alias in `BOTCLUSTER_TEST_IMAGE` (default `botcluster-botserver`) if
 //!   it exists, else `lxdc-test-busybox`, which the tests build from
 //!   `/bin/busybox` (package `busybox-static`) and import when missing.
@@ -21,30 +22,29 @@ use lxd_client::{
     InstanceSource, InstanceStatePut, InstancesPost, RequestObserver,
 };
 use sha2::{Digest, Sha256};
+use test_support::Missing;
 
 const OWN_IMAGE_ALIAS: &str = "lxdc-test-busybox";
 const NAME_PREFIX: &str = "lxdc-test-";
 
 // ------------------------------------------------------------------- harness
 
-/// The client, or `None` (after printing why) when there is no LXD to test.
-fn connect() -> Option<Client> {
+/// The client, or what is missing when there is no LXD to test.
+fn connect() -> Result<Client, Missing> {
     let path = Client::default_socket_path();
     if !path.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no LXD at {} and CI=true: start LXD first (cargo xtask lxd-up)",
-            path.display()
-        );
-        eprintln!("skipped: no LXD at {}", path.display());
-        return None;
+        return Err(Missing::new(
+            format!("no LXD at {}", path.display()),
+            "start LXD first (cargo xtask lxd-up)",
+        ));
     }
-    Some(Client::unix(path).expect("client"))
+    Ok(Client::unix(path).expect("client"))
 }
 
+/// The client, or returns from the test: skipped, or failed under a truthy `CI`.
 macro_rules! lxd_or_skip {
     () => {
-        match connect() {
+        match test_support::require(connect()) {
             Some(c) => c,
             None => return,
         }

@@ -1,16 +1,14 @@
 //! Live tests: what `botcluster_proxy::render` produces, loaded into a real Caddy that each test
 //! starts itself, in front of tiny upstreams the test runs.
 //!
-//! Without a `caddy` binary on PATH the tests print "skipped: caddy not installed" and pass,
-//! unless `CI=true`, where they fail. Everything listens on 127.0.0.1 and `autoHttps` stays off,
+//! Without a `caddy` binary on PATH the tests print "skipped: caddy is not on PATH ..." and
+//! pass, unless `CI` is set to a truthy value (`true`, `1`...), where they fail
+//! (`test_support::require`). Everything listens on 127.0.0.1 and `autoHttps` stays off,
 //! so Caddy never contacts an ACME CA.
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -22,100 +20,20 @@ use botcluster_proxy::{
 };
 use caddy_client::{Applied, Client};
 use serde_json::{json, Value};
+use test_support::{free_port, require, Admin, Caddy};
 
 // ---------------------------------------------------------------------------------------------
-// A caddy process of our own (the pattern of crates/caddy-client/tests/live.rs)
+// A caddy process of our own (botcluster-test-support's), driven by caddy-client
 
-/// A `caddy run` child with its admin endpoint on a free loopback port; killed when dropped.
-struct Caddy {
-    child: Child,
-    admin_url: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// caddy-client for a test Caddy's admin endpoint.
+trait AdminClient {
+    fn client(&self) -> Client;
 }
 
-impl Caddy {
-    /// Starts caddy, or returns `None` (after saying so) when it is not installed.
-    fn start() -> Option<Caddy> {
-        let Some(bin) = which("caddy") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "caddy is not installed, and CI=true makes that a failure \
-                 (install it with `apt-get install caddy` or `cargo xtask caddy-up`)"
-            );
-            println!("skipped: caddy not installed");
-            return None;
-        };
-        let dir = tempfile::tempdir().expect("temp dir");
-        let admin = format!("127.0.0.1:{}", free_port());
-        let boot = dir.path().join("bootstrap.json");
-        let bootstrap = json!({"admin": {"listen": admin, "config": {"persist": false}}});
-        fs::write(&boot, bootstrap.to_string()).expect("write bootstrap");
-        let log = dir.path().join("caddy.log");
-        let out = fs::File::create(&log).expect("log file");
-        let child = Command::new(bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&boot)
-            .env("HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("start caddy");
-        let mut caddy = Caddy {
-            child,
-            admin_url: format!("http://{admin}"),
-            log,
-            _dir: dir,
-        };
-        let t = Instant::now();
-        loop {
-            if let Ok(Some(status)) = caddy.child.try_wait() {
-                panic!("caddy exited at start-up ({status}):\n{}", caddy.log_text());
-            }
-            if TcpStream::connect(&admin).is_ok() {
-                return Some(caddy);
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "caddy's admin endpoint did not come up:\n{}",
-                caddy.log_text()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
+impl AdminClient for Caddy {
     fn client(&self) -> Client {
-        Client::from_url(&self.admin_url).expect("client")
+        Client::from_url(self.admin_url()).expect("client")
     }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,7 +260,9 @@ async fn push(client: &Client, rendered: &Rendered) -> Applied {
 
 #[tokio::test]
 async fn path_routes_use_their_own_policies_and_health_passes_through() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
     let lb = spec(
@@ -376,7 +296,9 @@ async fn path_routes_use_their_own_policies_and_health_passes_through() {
 
 #[tokio::test]
 async fn cookie_policy_keeps_a_client_on_one_upstream() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
     let lb = spec(
@@ -407,7 +329,9 @@ async fn cookie_policy_keeps_a_client_on_one_upstream() {
 
 #[tokio::test]
 async fn an_unhealthy_upstream_leaves_rotation_and_comes_back() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
     let lb = spec(
@@ -463,7 +387,9 @@ async fn an_unhealthy_upstream_leaves_rotation_and_comes_back() {
 
 #[tokio::test]
 async fn the_circuit_breaker_ejects_an_upstream_that_answers_5xx() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
     let lb = spec(
@@ -516,7 +442,9 @@ async fn the_circuit_breaker_ejects_an_upstream_that_answers_5xx() {
 
 #[tokio::test]
 async fn security_headers_are_set_server_is_removed_and_gzip_is_negotiated() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
     let mut lb = spec(free_port(), json!({"routes": [{"name": "all"}]}));
@@ -557,7 +485,9 @@ async fn security_headers_are_set_server_is_removed_and_gzip_is_negotiated() {
 
 #[tokio::test]
 async fn hosts_are_matched_and_other_names_get_404() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
     let mut lb = spec(
@@ -590,7 +520,9 @@ async fn hosts_are_matched_and_other_names_get_404() {
 
 #[tokio::test]
 async fn no_ready_instances_answers_503_until_one_is_ready() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let lb = spec(free_port(), json!({"routes": [{"name": "all"}]}));
     let base = listen_url(&lb);
@@ -637,7 +569,9 @@ async fn no_ready_instances_answers_503_until_one_is_ready() {
 
 #[tokio::test]
 async fn someone_elses_server_survives_and_an_unchanged_render_writes_nothing() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let ours = caddy.client();
     let theirs = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
@@ -727,7 +661,9 @@ async fn someone_elses_server_survives_and_an_unchanged_render_writes_nothing() 
 
 #[tokio::test]
 async fn the_rendered_server_counts_its_proxied_requests_once_each() {
-    let Some(caddy) = Caddy::start() else { return };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
     let client = caddy.client();
     let ups = fleet(["alpha", "beta", "gamma"]);
     let lb = spec(
