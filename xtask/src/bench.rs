@@ -222,7 +222,7 @@ fn start_operator() -> Result<Operator> {
     let addr = format!("127.0.0.1:{port}");
     let botctl = root.join("target/release/botctl");
     let child = Command::new(&botctl)
-        .args(["serve", "--listen", &addr])
+        .args(["serve", "--listen", &addr, "--caddy-admin", "none"])
         .env("BOTCLUSTER_DATA_DIR", &dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

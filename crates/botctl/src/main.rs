@@ -96,7 +96,14 @@ enum Command {
         #[arg(long, default_value = "120s")]
         timeout: String,
     },
-    /// Show what `apply` would change. Exit code 0: no differences, 1: differences, >1: error.
+    /// Show what `apply` would change: the spec as a unified diff, then the plan of the next
+    /// reconcile pass (containers, drains, load balancer) — which also shows containers that
+    /// drifted while the spec stayed the same.
+    ///
+    ///   botctl diff -f cluster.yaml
+    ///
+    /// Exit code 0: no differences, 1: differences (spec or plan), >1: error.
+    #[command(verbatim_doc_comment)]
     Diff {
         /// File, directory, or `-`. Repeatable.
         #[arg(short = 'f', long = "filename", required = true)]

@@ -199,9 +199,8 @@ impl Operator {
             "1s",
         ];
         let admin = self.caddy.as_ref().map(|c| c.admin_url().to_owned());
-        if let Some(a) = &admin {
-            args.extend(["--caddy-admin", a.as_str()]);
-        }
+        // Without a Caddy of its own, none at all: never the machine's shared one.
+        args.extend(["--caddy-admin", admin.as_deref().unwrap_or("none")]);
         let socket = self.lxd_socket.as_ref().map(|p| p.display().to_string());
         if let Some(sock) = &socket {
             args.extend(["--lxd", sock.as_str()]);
@@ -1217,7 +1216,7 @@ async fn a_rolling_update_surges_without_failed_requests_and_a_broken_one_stalls
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_the_window() {
-    let Some(op) = Operator::start("scale").await else {
+    let Some(mut op) = Operator::start("scale").await else {
         return;
     };
     op.apply(
@@ -1279,16 +1278,21 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         "{events}"
     );
     eprintln!("reacted to load in {reacted:?}");
-    // The load ends after 20 s; the scale-down waits out the 20 s window after it.
+    // The load ends after 20 s; the scale-down waits out the 20 s window after it, even when
+    // the operator is killed and restarted once the load is gone (its autoscaler then starts
+    // from what exists, not from `replicas: 1`).
     let scaled = op.containers().await.len();
     tokio::time::sleep(
-        Duration::from_secs(20).saturating_sub(busy_at.elapsed()) + Duration::from_secs(8),
+        Duration::from_secs(20).saturating_sub(busy_at.elapsed()) + Duration::from_secs(1),
     )
     .await;
+    op.kill_9();
+    op.spawn();
+    tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(
         op.containers().await.len(),
         scaled,
-        "scaled down inside the stabilization window\n{}",
+        "scaled down inside the stabilization window (the operator restarted 1 s after the load ended)\n{}",
         op.log()
     );
     op.wait_for(
@@ -1301,6 +1305,48 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
             .to_string();
     assert!(events.contains("ScaledDown"), "{events}");
+    op.delete_cluster();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_cluster_is_reported_not_changed_and_diff_shows_what_resuming_would_do() {
+    let Some(op) = Operator::start("suspend").await else {
+        return;
+    };
+    op.apply("  replicas: 2\n");
+    op.wait_ready();
+    op.apply("  replicas: 2\n  suspend: true\n");
+    op.wait_for("the Suspended condition", Duration::from_secs(60), || async {
+        condition(&op.get(), "Suspended").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    // Deleted by hand while suspended: reported, not recreated.
+    let victim = format!("{}-1", op.cluster);
+    force_delete(&op.lxd, &victim).await;
+    op.wait_for("status to see one instance", Duration::from_secs(60), || async {
+        op.get().pointer("/status/replicas") == Some(&Value::from(1))
+    })
+    .await;
+    let writes = op.lxd_writes().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(op.containers().await.len(), 1, "recreated while suspended");
+    assert_eq!(op.lxd_writes().await, writes, "LXD writes while suspended");
+    let s = condition(&op.get(), "Suspended").unwrap_or(Value::Null);
+    assert!(
+        s["message"].as_str().is_some_and(|m| m.contains(&format!("create {victim}"))),
+        "{s}"
+    );
+    // diff of the same (suspended) spec: the spec is unchanged, the plan is not empty.
+    let file = op.dir.path().join("cluster.yaml");
+    let d = op.botctl(&["diff", "-f", file.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&d.stdout).to_string();
+    assert_eq!(d.status.code(), Some(1), "{out}");
+    assert!(out.contains(&format!("create {victim}")), "{out}");
+    // Resumed: converges.
+    op.apply("  replicas: 2\n  suspend: false\n");
+    op.wait_ready();
+    assert_eq!(op.containers().await.len(), 2);
+    assert!(condition(&op.get(), "Suspended").is_none());
     op.delete_cluster();
 }
 
