@@ -1316,16 +1316,20 @@ async fn a_suspended_cluster_is_reported_not_changed_and_diff_shows_what_resumin
     op.apply("  replicas: 2\n");
     op.wait_ready();
     op.apply("  replicas: 2\n  suspend: true\n");
-    op.wait_for("the Suspended condition", Duration::from_secs(60), || async {
-        condition(&op.get(), "Suspended").is_some_and(|c| c["status"] == "True")
-    })
+    op.wait_for(
+        "the Suspended condition",
+        Duration::from_secs(60),
+        || async { condition(&op.get(), "Suspended").is_some_and(|c| c["status"] == "True") },
+    )
     .await;
     // Deleted by hand while suspended: reported, not recreated.
     let victim = format!("{}-1", op.cluster);
     force_delete(&op.lxd, &victim).await;
-    op.wait_for("status to see one instance", Duration::from_secs(60), || async {
-        op.get().pointer("/status/replicas") == Some(&Value::from(1))
-    })
+    op.wait_for(
+        "status to see one instance",
+        Duration::from_secs(60),
+        || async { op.get().pointer("/status/replicas") == Some(&Value::from(1)) },
+    )
     .await;
     let writes = op.lxd_writes().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1333,7 +1337,9 @@ async fn a_suspended_cluster_is_reported_not_changed_and_diff_shows_what_resumin
     assert_eq!(op.lxd_writes().await, writes, "LXD writes while suspended");
     let s = condition(&op.get(), "Suspended").unwrap_or(Value::Null);
     assert!(
-        s["message"].as_str().is_some_and(|m| m.contains(&format!("create {victim}"))),
+        s["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("create {victim}"))),
         "{s}"
     );
     // diff of the same (suspended) spec: the spec is unchanged, the plan is not empty.

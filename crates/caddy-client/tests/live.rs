@@ -1054,3 +1054,16 @@ async fn measure_listener_resets_after_reloads() {
          by the old config {stale} times; to the user's unchanged server reset {theirs_reset} times"
     );
 }
+
+#[tokio::test]
+async fn the_running_caddy_says_it_has_no_rate_limit_module_and_nothing_is_written() {
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
+    let client = caddy.client();
+    let before = client.get_config("").await.expect("read config");
+    // Debian's Caddy has no http.handlers.rate_limit (mholt/caddy-ratelimit is a custom build).
+    assert!(!client.has_rate_limit().await.expect("asked"));
+    assert_eq!(client.write_count(), 0, "adapting is not a write");
+    assert_eq!(client.get_config("").await.expect("read config"), before);
+}
