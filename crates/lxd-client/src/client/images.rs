@@ -63,6 +63,19 @@ impl Client {
         self.complete(reply, env).await.map(drop)
     }
 
+    /// `PUT /1.0/images/aliases/NAME`: points the existing alias `name` at image
+    /// `target` and replaces its description (moving an alias to a new build).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when there is no such alias (create it with
+    /// [`Client::create_image_alias`]).
+    pub async fn put_image_alias(&self, name: &str, target: &str, description: &str) -> Result<()> {
+        let url = self.url(&["images", "aliases", name], &[], true)?;
+        let body = serde_json::json!({"target": target, "description": description});
+        let (reply, env) = self.call(Method::PUT, url, Some(&body), None).await?;
+        self.complete(reply, env).await.map(drop)
+    }
+
     /// `DELETE /1.0/images/FINGERPRINT`, then wait for the operation.
     ///
     /// # Errors

@@ -7,6 +7,8 @@
 //! - `instances`: instance CRUD and state changes;
 //! - `files`: pushing and pulling files inside instances;
 //! - `images`: images and image aliases;
+//! - `profiles`: profiles;
+//! - `storage`: storage pools;
 //! - `observe`: the per-request observer hook and its path labels.
 
 use std::fmt;
@@ -24,8 +26,10 @@ mod images;
 mod instances;
 mod observe;
 mod operations;
+mod profiles;
 mod request;
 mod server;
+mod storage;
 
 pub use files::{FilePush, WriteMode};
 pub use images::ImageImport;
