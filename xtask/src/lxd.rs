@@ -20,6 +20,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::project_root;
+use crate::util::{
+    apt_install, cmdline, is_debian, is_program, is_root, kill, output, read_pid, run, say,
+    target_dir, wait_until_gone, which, write_pid,
+};
 
 /// Default image alias; `BOTCLUSTER_TEST_IMAGE` overrides it.
 pub const DEFAULT_IMAGE_ALIAS: &str = "botcluster-botserver";
@@ -197,54 +201,7 @@ fn lxd_error(value: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers
-
-fn say(chore: &str, msg: impl AsRef<str>) {
-    println!("{chore}: {}", msg.as_ref());
-}
-
-/// Runs `cmd`, failing with its name and exit status when it fails.
-fn run(cmd: &mut Command) -> Result<()> {
-    let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("running {shown}"))?;
-    ensure!(status.success(), "{shown} failed: {status}");
-    Ok(())
-}
-
-/// Runs `cmd` and returns its stdout, failing with its stderr when it fails.
-fn output(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {shown}"))?;
-    ensure!(
-        out.status.success(),
-        "{shown} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The full path of `program` on `PATH`, if it is there.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
+// Shared libraries of an executable (ldd)
 
 /// Whether `path` is a dynamically linked executable, and the files it loads if so
 /// (shared libraries and the dynamic loader, as absolute paths).
@@ -326,7 +283,7 @@ fn busybox_static_installed() -> bool {
 }
 
 fn ensure_packages() -> Result<()> {
-    let debian = Path::new("/etc/debian_version").exists();
+    let debian = is_debian();
     let mut missing = Vec::new();
     if which("lxd").is_none() {
         missing.push("lxd");
@@ -353,22 +310,7 @@ fn ensure_packages() -> Result<()> {
         "lxd-up",
         format!("packages: installing {}", missing.join(" ")),
     );
-    let install = || {
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-q"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-    };
-    if install().is_err() {
-        // A fresh machine may not have package lists yet.
-        say(
-            "lxd-up",
-            "packages: install failed; running apt-get update and retrying",
-        );
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-        install()?;
-    }
-    Ok(())
+    apt_install("lxd-up", "packages", &missing)
 }
 
 fn ensure_daemon(lxd: &Lxd) -> Result<()> {
@@ -417,8 +359,7 @@ fn ensure_daemon(lxd: &Lxd) -> Result<()> {
         .stderr(out)
         .process_group(0);
     let mut child = daemon.spawn().context("starting lxd")?;
-    fs::write(&lxd.pid_file, format!("{}\n", child.id()))
-        .with_context(|| format!("writing {}", lxd.pid_file.display()))?;
+    write_pid(&lxd.pid_file, child.id())?;
 
     let mut waitready = Command::new("lxd")
         .args(["waitready", "--timeout", "60"])
@@ -529,12 +470,9 @@ fn ensure_initialised(lxd: &Lxd) -> Result<()> {
 pub fn down(args: &[&str]) -> Result<()> {
     ensure!(args.is_empty(), "lxd-down takes no arguments, got {args:?}");
     let lxd = Lxd::from_env();
-    let pid = match fs::read_to_string(&lxd.pid_file) {
-        Ok(text) => text
-            .trim()
-            .parse::<u32>()
-            .with_context(|| format!("{} does not hold a pid", lxd.pid_file.display()))?,
-        Err(_) => {
+    let pid = match read_pid(&lxd.pid_file)? {
+        Some(pid) => pid,
+        None => {
             let running = if lxd.answers() {
                 format!(
                     "; a daemon answers on {}, started some other way: left alone \
@@ -574,7 +512,7 @@ pub fn down(args: &[&str]) -> Result<()> {
             "lxd-down",
             format!("lxd shutdown did not stop it ({shutdown:?}); sending SIGTERM to {pid}"),
         );
-        run(Command::new("kill").args(["-TERM", &pid.to_string()]))?;
+        kill(pid, "TERM")?;
         ensure!(
             wait_gone(pid, Duration::from_secs(30)),
             "lxd (pid {pid}) is still running 30 s after SIGTERM"
@@ -590,23 +528,11 @@ pub fn down(args: &[&str]) -> Result<()> {
 
 /// Whether `pid` is a live `lxd` process (a zombie has an empty command line).
 fn is_lxd_process(pid: u32) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-        cmdline
-            .split(|b| *b == 0)
-            .next()
-            .is_some_and(|argv0| argv0 == b"lxd" || argv0.ends_with(b"/lxd"))
-    })
+    cmdline(pid).is_some_and(|args| args.first().is_some_and(|argv0| is_program(argv0, "lxd")))
 }
 
 fn wait_gone(pid: u32, limit: Duration) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if !is_lxd_process(pid) {
-            return true;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    false
+    wait_until_gone(limit, Duration::from_millis(100), || is_lxd_process(pid))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -634,11 +560,6 @@ fn image_alias() -> String {
         .ok()
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| DEFAULT_IMAGE_ALIAS.to_string())
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
 /// Whether the Rust standard library for `target` is installed.
