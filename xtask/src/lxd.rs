@@ -1,14 +1,15 @@
 //! LXD chores for development and tests: `lxd-up`, `lxd-down` and `image`.
 //!
 //! `docs/lxd-setup.md` explains each step and what was measured. The chores talk to LXD over
-//! its unix socket (`$LXD_DIR/unix.socket`, default `/var/lib/lxd/unix.socket`) with a tiny
-//! HTTP/1.0 client, and run `lxd`, `apt-get`, `cargo`, `ldd` and `tar` with fixed argument
-//! vectors: no shell strings.
+//! its unix socket (`$LXD_DIR/unix.socket`, default `/var/lib/lxd/unix.socket`) with the
+//! workspace's `lxd-client`, and run `lxd`, `apt-get`, `cargo`, `ldd` and `tar` with fixed
+//! argument vectors: no shell strings.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::future::Future;
+use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
-use serde_json::{json, Value};
+use lxd_client::{Client, ImageImport};
 use sha2::{Digest, Sha256};
 
 use crate::project_root;
@@ -58,17 +59,24 @@ profiles:
 // ---------------------------------------------------------------------------------------------
 // Where LXD lives
 
-/// The paths of one LXD daemon, following `LXD_DIR` like `lxd` and `lxc` do.
+/// The paths of one LXD daemon, following `LXD_DIR` like `lxd` and `lxc` do, and clients
+/// for its socket. The chores are synchronous; each LXD call blocks on a small runtime.
 struct Lxd {
     dir: PathBuf,
     socket: PathBuf,
     log_dir: PathBuf,
     /// Written by `lxd-up` when it starts the daemon, read by `lxd-down`.
     pid_file: PathBuf,
+    /// For reads: 30 s per request.
+    reads: Client,
+    /// For writes (an image upload among them): 300 s per request, and 300 s for the
+    /// operation LXD runs in the background.
+    writes: Client,
+    rt: tokio::runtime::Runtime,
 }
 
 impl Lxd {
-    fn from_env() -> Self {
+    fn from_env() -> Result<Self> {
         let custom = std::env::var_os("LXD_DIR").filter(|d| !d.is_empty());
         let dir = custom
             .clone()
@@ -79,125 +87,58 @@ impl Lxd {
         } else {
             PathBuf::from("/var/log/lxd")
         };
-        Lxd {
-            socket: dir.join("unix.socket"),
+        let socket = dir.join("unix.socket");
+        let client = Client::unix(&socket)
+            .with_context(|| format!("LXD client for {}", socket.display()))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting a tokio runtime for the LXD client")?;
+        Ok(Lxd {
+            reads: client.clone().with_request_timeout(Duration::from_secs(30)),
+            writes: client
+                .with_request_timeout(Duration::from_secs(300))
+                .with_operation_timeout(Some(Duration::from_secs(300))),
+            rt,
+            socket,
             pid_file: dir.join("xtask-lxd.pid"),
             dir,
             log_dir,
-        }
+        })
     }
 
-    /// Sends one request over the unix socket and returns the HTTP status and the JSON body.
-    ///
-    /// HTTP/1.0 keeps this simple: LXD's Go server then closes the connection after the
-    /// response and never uses chunked encoding.
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<(&str, &[u8])>,
-        timeout: Duration,
-    ) -> Result<(u16, Value)> {
-        let mut stream = UnixStream::connect(&self.socket)
-            .with_context(|| format!("connecting to {}", self.socket.display()))?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let (content_type, bytes) = body.unwrap_or(("application/json", b""));
-        let head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: lxd\r\nContent-Type: {content_type}\r\n\
-             Content-Length: {}\r\n\r\n",
-            bytes.len()
-        );
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(bytes)?;
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .with_context(|| format!("reading LXD's answer to {method} {path}"))?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .with_context(|| format!("LXD's answer to {method} {path} has no header end"))?;
-        let head = String::from_utf8_lossy(&raw[..split]);
-        let status: u16 = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("LXD's answer to {method} {path} has no status: {head}"))?;
-        let body = &raw[split + 4..];
-        let value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(body).with_context(|| {
-                format!(
-                    "LXD's answer to {method} {path} is not JSON: {}",
-                    String::from_utf8_lossy(body)
-                )
-            })?
-        };
-        Ok((status, value))
+    /// Runs one LXD call to its end.
+    fn block_on<F: Future>(&self, call: F) -> F::Output {
+        self.rt.block_on(call)
     }
 
-    /// A request that must succeed; returns the envelope's `metadata`, after waiting for the
-    /// operation if LXD answered with one.
-    fn expect(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<Value> {
-        let (status, value) = self.call(method, path, body, Duration::from_secs(300))?;
-        // Success is any 2xx: 200 for most calls, 201 when an alias is created.
-        match (status, value["type"].as_str()) {
-            (200..=299, Some("sync")) => Ok(value["metadata"].clone()),
-            (200..=299, Some("async")) => {
-                let op = value["operation"]
-                    .as_str()
-                    .with_context(|| format!("{method} {path}: async answer without operation"))?;
-                self.wait(op)
-                    .with_context(|| format!("{method} {path}: operation {op}"))
-            }
-            _ => bail!("{method} {path}: HTTP {status}: {}", lxd_error(&value)),
-        }
-    }
-
-    /// A GET that may find nothing (404 → `None`).
-    fn get(&self, path: &str) -> Result<Option<Value>> {
-        let (status, value) = self.call("GET", path, None, Duration::from_secs(30))?;
-        match status {
-            200 => Ok(Some(value["metadata"].clone())),
-            404 => Ok(None),
-            _ => bail!("GET {path}: HTTP {status}: {}", lxd_error(&value)),
-        }
-    }
-
-    /// Waits for an operation and returns its metadata, or its error.
-    fn wait(&self, op: &str) -> Result<Value> {
-        // Failures arrive inside the operation (status "Failure" + err), not as HTTP errors.
-        let op = self.expect("GET", &format!("{op}/wait?timeout=300"), None)?;
-        match op["status"].as_str() {
-            Some("Success") => Ok(op["metadata"].clone()),
-            Some("Running") | Some("Pending") => bail!("still running after 300 s"),
-            _ => bail!(
-                "{}",
-                op["err"].as_str().unwrap_or("failed without a message")
-            ),
-        }
-    }
-
-    /// Whether a daemon answers `GET /1.0` on the socket.
+    /// Whether a daemon answers `GET /1.0` on the socket (within 5 s).
     fn answers(&self) -> bool {
-        matches!(
-            self.call("GET", "/1.0", None, Duration::from_secs(5)),
-            Ok((200, _))
-        )
+        let quick = self
+            .reads
+            .clone()
+            .with_request_timeout(Duration::from_secs(5));
+        self.block_on(quick.server()).is_ok()
     }
+}
+
+/// `Ok(None)` for LXD's "not found", so a check can tell "absent" from "failed".
+fn found<T>(result: lxd_client::Result<T>) -> lxd_client::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(lxd_client::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether device options `device` have `key` set to `value`.
+fn has(device: &BTreeMap<String, String>, key: &str, value: &str) -> bool {
+    device.get(key).map(String::as_str) == Some(value)
 }
 
 /// The first 12 characters of a fingerprint or hash, as `lxc` shows them.
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
-}
-
-fn lxd_error(value: &Value) -> String {
-    value["error"]
-        .as_str()
-        .map_or_else(|| value.to_string(), str::to_string)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,7 +203,7 @@ fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
 pub fn up(args: &[&str]) -> Result<()> {
     ensure!(args.is_empty(), "lxd-up takes no arguments, got {args:?}");
     let started = Instant::now();
-    let lxd = Lxd::from_env();
+    let lxd = Lxd::from_env()?;
     ensure_packages()?;
     ensure_daemon(&lxd)?;
     ensure_initialised(&lxd)?;
@@ -402,25 +343,24 @@ fn ensure_daemon(lxd: &Lxd) -> Result<()> {
 }
 
 fn ensure_initialised(lxd: &Lxd) -> Result<()> {
-    let pool = lxd.get("/1.0/storage-pools/default")?;
-    let profile = lxd
-        .get("/1.0/profiles/default")?
+    let pool = found(lxd.block_on(lxd.reads.get_storage_pool("default")))?;
+    let profile = found(lxd.block_on(lxd.reads.get_profile("default")))?
         .context("LXD has no default profile")?;
-    let devices = profile["devices"].as_object().cloned().unwrap_or_default();
+    let devices = profile.devices;
     let has_root = devices
         .values()
-        .any(|d| d["type"] == "disk" && d["path"] == "/");
+        .any(|d| has(d, "type", "disk") && has(d, "path", "/"));
     if let (Some(pool), true) = (&pool, has_root) {
         say(
             "lxd-up",
             format!(
                 "init: already initialised (pool default, driver {}; default profile has a root disk)",
-                pool["driver"].as_str().unwrap_or("?")
+                Some(pool.driver.as_str()).filter(|d| !d.is_empty()).unwrap_or("?")
             ),
         );
         let nics: Vec<&String> = devices
             .iter()
-            .filter(|(_, d)| d["type"] == "nic")
+            .filter(|(_, d)| has(d, "type", "nic"))
             .map(|(name, _)| name)
             .collect();
         if !nics.is_empty() {
@@ -469,7 +409,7 @@ fn ensure_initialised(lxd: &Lxd) -> Result<()> {
 /// way is left alone.
 pub fn down(args: &[&str]) -> Result<()> {
     ensure!(args.is_empty(), "lxd-down takes no arguments, got {args:?}");
-    let lxd = Lxd::from_env();
+    let lxd = Lxd::from_env()?;
     let pid = match read_pid(&lxd.pid_file)? {
         Some(pid) => pid,
         None => {
@@ -546,7 +486,7 @@ fn wait_gone(pid: u32, limit: Duration) -> bool {
 /// moved to it, and the old image deleted if no alias points at it any more.
 pub fn image(args: &[&str]) -> Result<()> {
     ensure!(args.is_empty(), "image takes no arguments, got {args:?}");
-    let lxd = Lxd::from_env();
+    let lxd = Lxd::from_env()?;
     ensure!(
         lxd.answers(),
         "LXD does not answer on {}; run `cargo xtask lxd-up` first",
@@ -788,17 +728,12 @@ fn build_and_import_image(lxd: &Lxd) -> Result<()> {
     let hash = content_hash(&stage, &["rootfs", "templates"])?;
 
     // What the alias points at now, and whether an image with this content is already there.
-    let current = lxd
-        .get(&format!("/1.0/images/aliases/{alias}"))?
-        .and_then(|a| a["target"].as_str().map(str::to_string));
-    let images = lxd
-        .get("/1.0/images?recursion=1")?
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default();
+    let current = found(lxd.block_on(lxd.reads.get_image_alias(&alias)))?.map(|a| a.target);
+    let images = lxd.block_on(lxd.reads.list_images())?;
     let same = images
         .iter()
-        .find(|img| img["properties"][HASH_PROPERTY] == hash.as_str())
-        .and_then(|img| img["fingerprint"].as_str().map(str::to_string));
+        .find(|img| img.properties.get(HASH_PROPERTY) == Some(&hash))
+        .map(|img| img.fingerprint.clone());
     if let (Some(cur), Some(same)) = (&current, &same) {
         if cur == same {
             say(
@@ -828,23 +763,14 @@ fn build_and_import_image(lxd: &Lxd) -> Result<()> {
         None => import(lxd, &stage, &scratch.0.join("image.tar.gz"), &hash)?,
     };
     let description = format!("botcluster test image, content sha256 {hash}");
-    let body = |v: Value| v.to_string().into_bytes();
     match &current {
-        Some(_) => lxd.expect(
-            "PUT",
-            &format!("/1.0/images/aliases/{alias}"),
-            Some((
-                "application/json",
-                &body(json!({"target": fingerprint, "description": description})),
-            )),
+        Some(_) => lxd.block_on(
+            lxd.writes
+                .put_image_alias(&alias, &fingerprint, &description),
         )?,
-        None => lxd.expect(
-            "POST",
-            "/1.0/images/aliases",
-            Some((
-                "application/json",
-                &body(json!({"name": alias, "target": fingerprint, "description": description})),
-            )),
+        None => lxd.block_on(
+            lxd.writes
+                .create_image_alias(&alias, &fingerprint, &description),
         )?,
     };
     say(
@@ -858,13 +784,10 @@ fn build_and_import_image(lxd: &Lxd) -> Result<()> {
 
     // The image the alias used to point at goes, unless something else still names it.
     if let Some(old) = current.filter(|old| *old != fingerprint) {
-        let left = lxd.get(&format!("/1.0/images/{old}"))?;
-        let aliases = left
-            .as_ref()
-            .and_then(|img| img["aliases"].as_array().map(Vec::len))
-            .unwrap_or(0);
+        let left = found(lxd.block_on(lxd.reads.get_image(&old)))?;
+        let aliases = left.as_ref().map_or(0, |img| img.aliases.len());
         if left.is_some() && aliases == 0 {
-            lxd.expect("DELETE", &format!("/1.0/images/{old}"), None)?;
+            lxd.block_on(lxd.writes.delete_image(&old))?;
             say("image", format!("deleted superseded image {}", short(&old)));
         }
     }
@@ -905,15 +828,8 @@ fn import(lxd: &Lxd, stage: &Path, tarball: &Path, hash: &str) -> Result<String>
             bytes.len() as f64 / 1e6
         ),
     );
-    let result = lxd.expect(
-        "POST",
-        "/1.0/images",
-        Some(("application/octet-stream", &bytes)),
-    )?;
-    let fingerprint = result["fingerprint"]
-        .as_str()
-        .context("image import finished without a fingerprint")?
-        .to_string();
+    // No aliases here: the caller points (or moves) the alias once the image is in.
+    let fingerprint = lxd.block_on(lxd.writes.import_image(bytes, &ImageImport::default()))?;
     say(
         "image",
         format!(
