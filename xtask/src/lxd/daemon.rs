@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 
 use super::Lxd;
-use crate::util::{cmdline, is_program, kill, read_pid, say, wait_until_gone, write_pid};
+use crate::util::{cmdline, is_program, kill, read_pid, run, say, wait_until_gone, write_pid};
 
 pub(super) fn ensure_daemon(lxd: &Lxd) -> Result<()> {
     if lxd.answers() {
@@ -18,6 +18,36 @@ pub(super) fn ensure_daemon(lxd: &Lxd) -> Result<()> {
             "lxd-up",
             format!("daemon: already running ({} answers)", lxd.socket.display()),
         );
+        return Ok(());
+    }
+    // A daemon can be alive and still miss the 5 s probe: LXD 5.0.2 stalls its API now and then
+    // while a container start hangs in its hooks. Starting a second daemon would only fail
+    // ("LXD is already running") and, on the way out, delete the live one's pid file.
+    if let Some(pid) = read_pid(&lxd.pid_file)
+        .ok()
+        .flatten()
+        .filter(|&pid| is_lxd_process(pid))
+    {
+        say(
+            "lxd-up",
+            format!(
+                "daemon: pid {pid} (recorded in {}) runs but did not answer within 5 s; waiting \
+                 for it with `lxd waitready --timeout 60`",
+                lxd.pid_file.display()
+            ),
+        );
+        run(Command::new("lxd")
+            .args(["waitready", "--timeout", "60"])
+            .env("LXD_DIR", &lxd.dir)
+            .stdin(Stdio::null()))
+        .with_context(|| {
+            format!(
+                "lxd (pid {pid}) runs but is not ready; see {} or stop it with \
+                 `cargo xtask lxd-down`",
+                lxd.log_dir.join("lxd.log").display()
+            )
+        })?;
+        say("lxd-up", format!("daemon: pid {pid} answers now"));
         return Ok(());
     }
     let t = Instant::now();

@@ -123,7 +123,8 @@ fn short(id: &str) -> &str {
 ///
 /// Expected flow:
 /// 1. install `lxd` and `busybox-static` with apt-get when missing (as root on Debian);
-/// 2. start the daemon, detached, unless its socket already answers;
+/// 2. start the daemon, detached, unless its socket already answers (or the daemon it
+///    recorded is alive but slow to answer: then wait for that one);
 /// 3. `lxd init --preseed` unless pool `default` and a root disk in the default profile exist;
 /// 4. `cargo xtask image`.
 ///
