@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
 
-use crate::project_root;
+use crate::util::{
+    apt_install, cmdline, is_debian, is_program, is_root, kill, read_pid, say, tail, target_dir,
+    wait_until_gone, which, write_pid,
+};
 
 /// The admin address when `BOTCLUSTER_CADDY_ADMIN` is not set.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:2019";
@@ -140,10 +143,7 @@ struct Paths {
 
 impl Paths {
     fn new() -> Paths {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .filter(|d| !d.is_empty())
-            .map_or_else(|| project_root().join("target"), PathBuf::from);
-        let dir = target.join("caddy");
+        let dir = target_dir().join("caddy");
         Paths {
             bootstrap: dir.join("bootstrap.json"),
             log: dir.join("caddy.log"),
@@ -230,8 +230,7 @@ fn ensure_installed() -> Result<PathBuf> {
         );
         return Ok(path);
     }
-    let debian = Path::new("/etc/debian_version").exists();
-    if !(debian && is_root()) {
+    if !(is_debian() && is_root()) {
         bail!(
             "caddy is not installed. Install it with `sudo apt-get install caddy` (Debian/Ubuntu) \
              or from https://caddyserver.com/docs/install, then run `cargo xtask caddy-up` again"
@@ -241,20 +240,7 @@ fn ensure_installed() -> Result<PathBuf> {
         UP,
         "binary: caddy not found; running apt-get install caddy (its systemd unit is not used)",
     );
-    let install = || {
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", "caddy"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-    };
-    if install().is_err() {
-        // A fresh machine may not have package lists yet.
-        say(
-            UP,
-            "binary: install failed; running apt-get update and retrying",
-        );
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-        install()?;
-    }
+    apt_install(UP, "binary", &["--no-install-recommends", "caddy"])?;
     let path = which("caddy").context("apt-get installed caddy, but it is not on PATH")?;
     say(
         UP,
@@ -333,8 +319,7 @@ fn start(caddy: &Path, admin: &Admin, paths: &Paths) -> Result<()> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", caddy.display()))?;
-    fs::write(&paths.pid, format!("{}\n", child.id()))
-        .with_context(|| format!("writing {}", paths.pid.display()))?;
+    write_pid(&paths.pid, child.id())?;
 
     while t.elapsed() < Duration::from_secs(15) {
         if let Some(status) = child.try_wait()? {
@@ -407,13 +392,13 @@ pub fn down(args: &[&str]) -> Result<()> {
     }
     let t = Instant::now();
     say(DOWN, format!("stopping caddy (pid {pid}) with SIGTERM"));
-    run(Command::new("kill").args(["-TERM", &pid.to_string()]))?;
+    kill(pid, "TERM")?;
     if !wait_gone(pid, &paths, Duration::from_secs(15)) {
         say(
             DOWN,
             format!("still running 15 s after SIGTERM; sending SIGKILL to {pid}"),
         );
-        run(Command::new("kill").args(["-KILL", &pid.to_string()]))?;
+        kill(pid, "KILL")?;
         ensure!(
             wait_gone(pid, &paths, Duration::from_secs(5)),
             "caddy (pid {pid}) is still running after SIGKILL"
@@ -432,73 +417,25 @@ pub fn down(args: &[&str]) -> Result<()> {
 }
 
 fn recorded_pid(paths: &Paths) -> Option<u32> {
-    fs::read_to_string(&paths.pid).ok()?.trim().parse().ok()
+    read_pid(&paths.pid).ok().flatten()
 }
 
 /// Whether `pid` is a live `caddy run` with our bootstrap file: a pid file can outlive its
 /// process, and the pid can be reused. A zombie (which this machine's init may never reap)
 /// has an empty command line, so it counts as gone.
 fn is_our_caddy(pid: u32, paths: &Paths) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+    let Some(args) = cmdline(pid) else {
         return false;
     };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let argv0_is_caddy = args
-        .first()
-        .is_some_and(|a| *a == b"caddy" || a.ends_with(b"/caddy"));
+    let argv0_is_caddy = args.first().is_some_and(|a| is_program(a, "caddy"));
     let bootstrap = paths.bootstrap.as_os_str().as_encoded_bytes();
-    argv0_is_caddy && args.contains(&bootstrap)
+    argv0_is_caddy && args.iter().any(|a| a == bootstrap)
 }
 
 fn wait_gone(pid: u32, paths: &Paths, limit: Duration) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < limit {
-        if !is_our_caddy(pid, paths) {
-            return true;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers
-
-fn say(chore: &str, msg: impl AsRef<str>) {
-    println!("{chore}: {}", msg.as_ref());
-}
-
-/// Runs `cmd`, failing with its name and exit status when it fails.
-fn run(cmd: &mut Command) -> Result<()> {
-    let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("running {shown}"))?;
-    ensure!(status.success(), "{shown} failed: {status}");
-    Ok(())
-}
-
-/// The full path of `program` on `PATH`, if it is there.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    wait_until_gone(limit, Duration::from_millis(50), || {
+        is_our_caddy(pid, paths)
+    })
 }
 
 #[cfg(test)]

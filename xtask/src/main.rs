@@ -11,6 +11,7 @@ mod ci;
 mod demo;
 mod lxd;
 mod schema;
+mod util;
 
 const HELP: &str = "\
 cargo xtask <chore>

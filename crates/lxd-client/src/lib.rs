@@ -69,8 +69,8 @@ pub use tls::install_default_crypto_provider;
 pub use types::{
     CpuState, Devices, ETag, Envelope, Image, ImageAlias, ImageAliasRef, Instance, InstancePatch,
     InstancePut, InstanceSource, InstanceState, InstanceStatePut, InstancesPost, MemoryState,
-    NetworkAddress, NetworkCounters, NetworkState, Operation, ResponseType, Server,
-    ServerEnvironment, StateAction, StatusCode,
+    NetworkAddress, NetworkCounters, NetworkState, Operation, Profile, ResponseType, Server,
+    ServerEnvironment, StateAction, StatusCode, StoragePool,
 };
 
 // Compile the README's examples as doctests.

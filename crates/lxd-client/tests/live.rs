@@ -538,6 +538,60 @@ async fn server_info_images_and_projects() {
 }
 
 #[tokio::test]
+async fn default_profile_pool_and_a_moved_alias_read_back() {
+    let lxd = lxd_or_skip!();
+    let image = test_image(&lxd).await;
+
+    // The default profile's root disk names a pool that exists.
+    let profile = lxd.get_profile("default").await.expect("profile");
+    assert_eq!(profile.name, "default");
+    let root = profile
+        .devices
+        .values()
+        .find(|d| {
+            d.get("type").map(String::as_str) == Some("disk")
+                && d.get("path").map(String::as_str) == Some("/")
+        })
+        .expect("the default profile has a root disk (cargo xtask lxd-up adds one)");
+    let pool = lxd.get_storage_pool(&root["pool"]).await.expect("pool");
+    assert_eq!(pool.name, root["pool"]);
+    assert!(!pool.driver.is_empty(), "{pool:?}");
+    assert!(lxd
+        .get_profile("lxdc-test-no-such-profile")
+        .await
+        .expect_err("absent profile")
+        .is_not_found());
+    assert!(lxd
+        .get_storage_pool("lxdc-test-no-such-pool")
+        .await
+        .expect_err("absent pool")
+        .is_not_found());
+
+    // An alias of our own, moved with PUT: the description is replaced.
+    let target = lxd.get_image_alias(&image).await.expect("alias").target;
+    let alias = unique_name("alias");
+    lxd.create_image_alias(&alias, &target, "first")
+        .await
+        .expect("create alias");
+    let put = lxd.put_image_alias(&alias, &target, "second").await;
+    let read = lxd.get_image_alias(&alias).await;
+    lxd.request("DELETE", &format!("/1.0/images/aliases/{alias}"), None)
+        .await
+        .expect("delete alias");
+    put.expect("put alias");
+    let read = read.expect("read alias");
+    assert_eq!(
+        (read.target.as_str(), read.description.as_str()),
+        (target.as_str(), "second")
+    );
+    assert!(lxd
+        .put_image_alias(&alias, &target, "gone")
+        .await
+        .expect_err("absent alias")
+        .is_not_found());
+}
+
+#[tokio::test]
 async fn invalid_config_is_reported_with_lxds_message() {
     let lxd = lxd_or_skip!();
     let image = test_image(&lxd).await;
