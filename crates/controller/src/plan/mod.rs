@@ -14,6 +14,9 @@
 //! - Scale-down takes the least useful instances first: stopped, not ready, unhealthy, then
 //!   least loaded ([`ObservedInstance::load`]). Names are `<cluster>-<ordinal>`; ordinals
 //!   need not be dense, and new instances take the lowest free one.
+//! - Instances LXD is busy with get no action. A host port held by any observed container
+//!   is never handed to another; ports come from `spec.hostPorts` (start + ordinal) or the
+//!   pool, never a taken one, and when none is left the plan says so in [`Plan::blocked`].
 //! - A new-spec instance that never gets healthy during a rolling update stops it
 //!   ([`Plan::stalled`]) instead of being replaced over and over; outside a rollout, such an
 //!   instance is replaced (it is already out of service).
@@ -325,7 +328,15 @@ pub fn plan(
     }
 
     out.actions.extend(classify::remove_strays(&strays));
-    let mut ctx = placement::Ctx::new(desired, caps, pool, &owned, &strays, &conflict_names);
+    let mut ctx = placement::Ctx::new(
+        desired,
+        caps,
+        pool,
+        observed,
+        &owned,
+        &strays,
+        &conflict_names,
+    );
     let template = template_hash(desired.spec);
     let (current, old): (Vec<_>, Vec<_>) = owned
         .iter()

@@ -49,6 +49,7 @@ impl<'a> Ctx<'a> {
         desired: &'a Desired<'a>,
         caps: &'a Capabilities,
         pool: &'a PortPool,
+        observed: &[ObservedInstance],
         owned: &BTreeMap<u32, &ObservedInstance>,
         strays: &[&ObservedInstance],
         conflict_names: &'a BTreeSet<String>,
@@ -61,9 +62,12 @@ impl<'a> Ctx<'a> {
             pool,
             files,
             files_h,
-            // Every port an instance of ours holds stays taken for this pass, including those
-            // about to be deleted (LXD may take a moment to let go of them).
-            used: owned.values().filter_map(|o| o.host_port()).collect(),
+            // Every port an observed instance holds stays taken for this pass: ours, including
+            // those about to be deleted (LXD may take a moment to let go of them), and also
+            // strays and conflicts (an old incarnation, a stranger under our name), which the
+            // operator's port book does not count against this cluster's pool. Without them a
+            // new instance could be given the port a container beside it already listens on.
+            used: observed.iter().filter_map(|o| o.host_port()).collect(),
             taken_ordinals: owned
                 .keys()
                 .copied()
