@@ -11,9 +11,10 @@
 //!   wait for new instances to get ready and converge within `replicas` rounds.
 //! - During a rolling update, at least `replicas - maxUnavailable` instances stay available
 //!   (or as many as were, if fewer), and at most `replicas + maxSurge` exist.
-//! - Scale-down takes the least useful instances first: stopped, not ready, unhealthy, then
-//!   least loaded ([`ObservedInstance::load`]). Names are `<cluster>-<ordinal>`; ordinals
-//!   need not be dense, and new instances take the lowest free one.
+//! - Scale-down takes the least useful instances first: stopped (or busy), not ready,
+//!   unhealthy, then least loaded ([`ObservedInstance::load`]); a busy one goes on a later
+//!   pass, and no more useful one goes in its place. Names are `<cluster>-<ordinal>`;
+//!   ordinals need not be dense, and new instances take the lowest free one.
 //! - Instances LXD is busy with get no action. A host port held by any observed container
 //!   is never handed to another; ports come from `spec.hostPorts` (start + ordinal) or the
 //!   pool, never a taken one, and when none is left the plan says so in [`Plan::blocked`].
