@@ -25,6 +25,9 @@ pub struct InstanceHealth {
     pub restarted: bool,
     /// When this streak of life began (first seen running, or restarted).
     pub since: Instant,
+    /// The `Unhealthy` event for the current failing streak was emitted (once per streak; the
+    /// streak may cross `retries` inside the start-up grace, before it is judged).
+    pub reported: bool,
     /// The last probe.
     pub last: Option<ProbeResult>,
 }
@@ -109,11 +112,13 @@ impl ClusterMemory {
                 passed: false,
                 restarted: false,
                 since: now,
+                reported: false,
                 last: None,
             });
-            let was_unhealthy = h.fails >= retries;
             if p.ready {
-                if was_unhealthy {
+                // Only what was reported unhealthy recovers: a booting instance failing its
+                // first probes inside the grace was never out of service in anyone's eyes.
+                if h.reported {
                     changes.push(HealthChange::Recovered {
                         name: o.name.clone(),
                     });
@@ -121,6 +126,7 @@ impl ClusterMemory {
                 h.fails = 0;
                 h.passed = true;
                 h.restarted = false;
+                h.reported = false;
             } else if count_failures {
                 h.fails += 1;
             }
@@ -129,7 +135,10 @@ impl ClusterMemory {
             o.ready = h.passed && h.fails < retries;
             let judged = h.passed || now.duration_since(h.since) >= grace;
             o.unhealthy = if h.fails >= retries && judged {
-                if !was_unhealthy || h.fails == retries {
+                // Once per streak. (Keyed on the count, this missed a streak that crossed
+                // `retries` inside the grace, and repeated itself on a second look.)
+                if !h.reported {
+                    h.reported = true;
                     changes.push(HealthChange::BecameUnhealthy {
                         name: o.name.clone(),
                         message: format!(
@@ -160,6 +169,7 @@ impl ClusterMemory {
             h.fails = 0;
             h.passed = false;
             h.restarted = true;
+            h.reported = false;
             h.since = now;
         }
     }
@@ -209,6 +219,245 @@ impl ClusterMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// retries 3, interval 10 s: a start-up grace of 30 s.
+    fn spec(retries: u32) -> BotClusterSpec {
+        serde_json::from_value(serde_json::json!({
+            "image": "img",
+            "health": {"retries": retries, "interval": "10s"},
+        }))
+        .unwrap()
+    }
+
+    fn running(name: &str) -> ObservedInstance {
+        ObservedInstance {
+            name: name.into(),
+            running: true,
+            status: "Running".into(),
+            ..Default::default()
+        }
+    }
+
+    fn probe(ready: bool) -> Option<ProbeResult> {
+        Some(ProbeResult {
+            ready,
+            health: if ready { "healthy" } else { "unreachable" }.into(),
+            message: (!ready).then(|| "connection refused".into()),
+            latency_ms: 1.0,
+            queue_depth: None,
+            connections: None,
+        })
+    }
+
+    /// One pass over one instance `web-0`: its verdict and the transitions.
+    fn pass(
+        m: &mut ClusterMemory,
+        s: &BotClusterSpec,
+        ready: bool,
+        at: Instant,
+        count_failures: bool,
+    ) -> (ObservedInstance, Vec<HealthChange>) {
+        let mut obs = [running("web-0")];
+        let changes = m.judge(s, &mut obs, &[probe(ready)], at, count_failures);
+        let [o] = obs;
+        (o, changes)
+    }
+
+    fn unhealthy_events(c: &[HealthChange]) -> usize {
+        c.iter()
+            .filter(|c| matches!(c, HealthChange::BecameUnhealthy { .. }))
+            .count()
+    }
+
+    #[test]
+    fn retries_failures_in_a_row_make_a_serving_instance_unhealthy_then_restart_then_replace() {
+        let s = spec(3);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        let (o, c) = pass(&mut m, &s, true, t0, true);
+        assert!(o.ready && c.is_empty());
+        assert_eq!(o.unhealthy, Unhealthy::No);
+        // Two failures: out of nothing yet, still ready (retries not reached).
+        for i in 1..=2 {
+            let (o, c) = pass(&mut m, &s, false, t0 + 10 * i * SEC, true);
+            assert!(o.ready, "after {i} failure(s)");
+            assert_eq!(o.unhealthy, Unhealthy::No);
+            assert!(c.is_empty());
+        }
+        // The third in a row: unhealthy, restart it, one event.
+        let (o, c) = pass(&mut m, &s, false, t0 + 30 * SEC, true);
+        assert!(!o.ready);
+        assert_eq!(o.unhealthy, Unhealthy::Restart);
+        assert_eq!(unhealthy_events(&c), 1, "{c:?}");
+        // Still failing before the restart happened: still Restart, no second event.
+        let (o, c) = pass(&mut m, &s, false, t0 + 40 * SEC, true);
+        assert_eq!(o.unhealthy, Unhealthy::Restart);
+        assert!(c.is_empty(), "{c:?}");
+        // Restarted: a fresh streak with a grace period; failures in the grace do not count.
+        let t1 = t0 + 41 * SEC;
+        m.restarted("web-0", t1);
+        for i in 0..3 {
+            let (o, _) = pass(&mut m, &s, false, t1 + 10 * i * SEC, true);
+            assert!(!o.ready);
+            assert_eq!(o.unhealthy, Unhealthy::No, "in the grace, probe {i}");
+        }
+        // Past the grace and still failing after the restart: replace it.
+        let (o, c) = pass(&mut m, &s, false, t1 + 30 * SEC, true);
+        assert_eq!(o.unhealthy, Unhealthy::Replace);
+        assert!(!o.ready);
+        assert_eq!(
+            unhealthy_events(&c),
+            1,
+            "failing again after the restart: {c:?}"
+        );
+    }
+
+    #[test]
+    fn a_restarted_instance_that_passes_is_healthy_again_and_recovery_is_reported() {
+        let s = spec(2);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        pass(&mut m, &s, true, t0, true);
+        pass(&mut m, &s, false, t0 + 10 * SEC, true);
+        let (o, _) = pass(&mut m, &s, false, t0 + 20 * SEC, true);
+        assert_eq!(o.unhealthy, Unhealthy::Restart);
+        // It passes again (without a restart): back in service, with a Recovered event.
+        let (o, c) = pass(&mut m, &s, true, t0 + 30 * SEC, true);
+        assert!(o.ready);
+        assert_eq!(o.unhealthy, Unhealthy::No);
+        assert_eq!(
+            c,
+            vec![HealthChange::Recovered {
+                name: "web-0".into()
+            }]
+        );
+        // The streak starts over: one failure is not enough, and nothing is restarted.
+        let (o, c) = pass(&mut m, &s, false, t0 + 40 * SEC, true);
+        assert!(o.ready && c.is_empty());
+        assert_eq!(o.unhealthy, Unhealthy::No);
+        // And a pass after a restart clears the restart: the next streak restarts again
+        // rather than replacing.
+        pass(&mut m, &s, false, t0 + 50 * SEC, true);
+        m.restarted("web-0", t0 + 51 * SEC);
+        pass(&mut m, &s, true, t0 + 52 * SEC, true);
+        pass(&mut m, &s, false, t0 + 60 * SEC, true);
+        let (o, _) = pass(&mut m, &s, false, t0 + 70 * SEC, true);
+        assert_eq!(o.unhealthy, Unhealthy::Restart);
+    }
+
+    #[test]
+    fn a_new_instance_is_not_judged_before_its_start_up_grace() {
+        let s = spec(3);
+        assert_eq!(startup_grace(&s.health), 30 * SEC);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        // Booting: three failures in 20 s are within the 30 s grace.
+        for i in 0..3 {
+            let (o, c) = pass(&mut m, &s, false, t0 + 10 * i * SEC, true);
+            assert!(!o.ready, "never passed: not ready");
+            assert_eq!(o.unhealthy, Unhealthy::No, "probe {i} is in the grace");
+            assert!(c.is_empty(), "{c:?}");
+        }
+        // Past the grace and never passed: unhealthy, and said so once.
+        let (o, c) = pass(&mut m, &s, false, t0 + 30 * SEC, true);
+        assert_eq!(o.unhealthy, Unhealthy::Restart);
+        assert_eq!(unhealthy_events(&c), 1, "{c:?}");
+        let (_, c) = pass(&mut m, &s, false, t0 + 40 * SEC, true);
+        assert!(c.is_empty(), "{c:?}");
+        // A short grace is at least 10 s.
+        let quick: BotClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "img", "health": {"retries": 1, "interval": "2s"},
+        }))
+        .unwrap();
+        assert_eq!(startup_grace(&quick.health), 10 * SEC);
+    }
+
+    #[test]
+    fn a_booting_instance_that_comes_up_is_not_reported_as_recovered() {
+        let s = spec(3);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            pass(&mut m, &s, false, t0 + 10 * i * SEC, true);
+        }
+        let (o, c) = pass(&mut m, &s, true, t0 + 25 * SEC, true);
+        assert!(o.ready);
+        assert!(c.is_empty(), "never reported unhealthy, yet: {c:?}");
+    }
+
+    #[test]
+    fn an_instance_that_passed_once_is_judged_without_waiting_for_the_grace() {
+        let s = spec(2);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        pass(&mut m, &s, true, t0, true);
+        pass(&mut m, &s, false, t0 + SEC, true);
+        let (o, _) = pass(&mut m, &s, false, t0 + 2 * SEC, true);
+        assert_eq!(o.unhealthy, Unhealthy::Restart);
+    }
+
+    #[test]
+    fn a_second_look_in_the_same_pass_counts_passes_but_not_failures() {
+        let s = spec(2);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        pass(&mut m, &s, true, t0, true);
+        // Any number of second looks that fail add nothing to the streak.
+        for i in 1..=5 {
+            let (o, c) = pass(&mut m, &s, false, t0 + i * SEC, false);
+            assert!(o.ready, "second look {i}");
+            assert_eq!(o.unhealthy, Unhealthy::No);
+            assert!(c.is_empty());
+        }
+        assert_eq!(m.health["web-0"].fails, 0);
+        // One counted failure, then a failing second look: still one.
+        pass(&mut m, &s, false, t0 + 10 * SEC, true);
+        let (o, _) = pass(&mut m, &s, false, t0 + 11 * SEC, false);
+        assert_eq!(m.health["web-0"].fails, 1);
+        assert!(o.ready);
+        // A second look that passes does count: a booting instance comes into service.
+        let mut fresh = ClusterMemory::default();
+        let (o, _) = pass(&mut fresh, &s, true, t0, false);
+        assert!(o.ready);
+    }
+
+    #[test]
+    fn a_second_look_does_not_report_the_same_unhealthy_streak_twice() {
+        let s = spec(2);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        pass(&mut m, &s, true, t0, true);
+        pass(&mut m, &s, false, t0 + 10 * SEC, true);
+        let (_, c) = pass(&mut m, &s, false, t0 + 20 * SEC, true);
+        assert_eq!(unhealthy_events(&c), 1);
+        // The restart was not done (e.g. the instance was busy): the second look of the same
+        // pass sees the same streak.
+        let (o, c) = pass(&mut m, &s, false, t0 + 21 * SEC, false);
+        assert_eq!(o.unhealthy, Unhealthy::Restart);
+        assert_eq!(unhealthy_events(&c), 0, "reported twice: {c:?}");
+    }
+
+    #[test]
+    fn stopped_or_gone_instances_are_forgotten() {
+        let s = spec(2);
+        let mut m = ClusterMemory::default();
+        let t0 = Instant::now();
+        pass(&mut m, &s, true, t0, true);
+        pass(&mut m, &s, false, t0 + SEC, true);
+        // Stopped: no probe, not ready, and its streak is dropped.
+        let mut obs = [running("web-0")];
+        obs[0].running = false;
+        let c = m.judge(&s, &mut obs, &[None], t0 + 2 * SEC, true);
+        assert!(c.is_empty());
+        assert!(!obs[0].ready);
+        assert!(!m.health.contains_key("web-0"));
+        // Back: a new streak, with a grace again (it has not passed since it started).
+        let (o, _) = pass(&mut m, &s, false, t0 + 3 * SEC, true);
+        let (o2, _) = pass(&mut m, &s, false, t0 + 4 * SEC, true);
+        assert_eq!((o.unhealthy, o2.unhealthy), (Unhealthy::No, Unhealthy::No));
+    }
 
     fn t(requests: f64, seconds: f64) -> ServerTraffic {
         ServerTraffic {
