@@ -18,16 +18,7 @@ use support::*;
 
 /// A fresh reconciler over the same store and host: the operator restarted.
 fn restarted(w: &World) -> Reconciler {
-    Reconciler::new(
-        w.store.clone(),
-        Arc::new(w.fake.clone()),
-        ControllerMetrics::new(&prometheus::Registry::new()),
-        ReconcilerConfig {
-            check_host_ports: false,
-            port_range: (21000, 21099),
-            ..Default::default()
-        },
-    )
+    reconciler(&w.store, &w.fake)
 }
 
 async fn events(w: &World, name: &str, reason: &str) -> usize {

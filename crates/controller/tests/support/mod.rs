@@ -20,7 +20,14 @@ pub struct World {
 pub fn world() -> World {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let fake = FakeBackend::new();
-    let rec = Reconciler::new(
+    let rec = reconciler(&store, &fake);
+    World { store, fake, rec }
+}
+
+/// A fresh reconciler over `store` and `fake` (a new one is an operator restart: its memory is
+/// empty), with no host-port checks and ports from 21000-21099.
+pub fn reconciler(store: &Arc<SqliteStore>, fake: &FakeBackend) -> Reconciler {
+    Reconciler::new(
         store.clone(),
         Arc::new(fake.clone()),
         ControllerMetrics::new(&prometheus::Registry::new()),
@@ -29,8 +36,7 @@ pub fn world() -> World {
             port_range: (21000, 21099),
             ..Default::default()
         },
-    );
-    World { store, fake, rec }
+    )
 }
 
 pub async fn apply(w: &World, name: &str, spec: Value) {
@@ -67,16 +73,6 @@ pub async fn status(w: &World, name: &str) -> Value {
 
 pub fn with_proxy(w: World) -> (World, botcluster_controller::proxy::FakeProxy) {
     let proxy = botcluster_controller::proxy::FakeProxy::new();
-    let rec = Reconciler::new(
-        w.store.clone(),
-        Arc::new(w.fake.clone()),
-        ControllerMetrics::new(&prometheus::Registry::new()),
-        ReconcilerConfig {
-            check_host_ports: false,
-            port_range: (21000, 21099),
-            ..Default::default()
-        },
-    )
-    .with_proxy(Arc::new(proxy.clone()));
+    let rec = reconciler(&w.store, &w.fake).with_proxy(Arc::new(proxy.clone()));
     (World { rec, ..w }, proxy)
 }
