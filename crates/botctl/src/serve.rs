@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// Bound on concurrent LXD creates (LXD 5.0.2 on `dir` fails under heavy concurrency).
     #[arg(long, default_value_t = 8)]
     pub max_concurrent_creates: usize,
+    /// How long a pass waits for its LXD actions before it writes status and lets them go on
+    /// in the background (status then lists them as still running), so one slow start never
+    /// hides the pass's decisions.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    pub action_budget: std::time::Duration,
     /// Reconcile every cluster at least this often, even without events.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: std::time::Duration,
@@ -135,6 +140,7 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
             port_range: args.port_range,
             max_concurrent_creates: args.max_concurrent_creates,
             resync: args.resync,
+            action_budget: args.action_budget,
             ..Default::default()
         };
         let cm = botcluster_controller::metrics::ControllerMetrics::new(&metrics.registry);

@@ -415,6 +415,8 @@ pub struct FakeBackend {
     writes: Arc<AtomicU64>,
     /// Config keys the fake host refuses, like a host without blkio.
     pub refuse_keys: Arc<Mutex<Vec<String>>>,
+    /// How long each start takes, like LXD 5.0.2 hanging in its start hooks.
+    pub start_delay: Arc<Mutex<std::time::Duration>>,
 }
 
 impl FakeBackend {
@@ -455,6 +457,9 @@ impl FakeBackend {
     /// A start or stop: one write; a missing instance is NotFound.
     fn set_running(&self, name: &str, running: bool) -> Result<()> {
         self.write();
+        self.mark_running(name, running)
+    }
+    fn mark_running(&self, name: &str, running: bool) -> Result<()> {
         self.with(|m| {
             let o = m
                 .get_mut(name)
@@ -530,7 +535,13 @@ impl ContainerBackend for FakeBackend {
         })
     }
     async fn start(&self, name: &str) -> Result<()> {
-        self.set_running(name, true)
+        let delay = self.start_delay.lock().map(|d| *d).unwrap_or_default();
+        // The request counts when it is sent, like a PUT that LXD then works on.
+        self.write();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.mark_running(name, true)
     }
     async fn stop(&self, name: &str) -> Result<()> {
         self.set_running(name, false)

@@ -308,3 +308,80 @@ async fn dry_runs_do_not_count_health_failures() {
     let message = st["instances"][0]["message"].as_str().unwrap_or_default();
     assert!(message.ends_with("(1 failed in a row)"), "{st}");
 }
+
+#[tokio::test]
+async fn a_slow_start_never_hides_the_passes_decisions_and_is_never_duplicated() {
+    use botcluster_controller::runtime::{Reconcile, Trigger};
+    use futures_util::StreamExt;
+    let store = Arc::new(botcluster_store::SqliteStore::in_memory().unwrap());
+    let fake = FakeBackend::new();
+    *fake.start_delay.lock().unwrap() = std::time::Duration::from_millis(1500);
+    let rec = Reconciler::new(
+        store.clone(),
+        Arc::new(fake.clone()),
+        ControllerMetrics::new(&prometheus::Registry::new()),
+        ReconcilerConfig {
+            check_host_ports: false,
+            action_budget: std::time::Duration::from_millis(200),
+            ..Default::default()
+        },
+    );
+    let mut triggers = rec.triggers();
+    let w = World { store, fake, rec };
+    apply(
+        &w,
+        "slow",
+        json!({"replicas": 2, "health": {"enabled": false},
+               "autoscaling": {"enabled": true, "minInstances": 2, "maxInstances": 4}}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    w.rec.reconcile("slow").await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1000),
+        "the pass waited for the slow starts: {:?}",
+        started.elapsed()
+    );
+    // Status is written while the starts run: the decision and what is in flight.
+    let st = status(&w, "slow").await;
+    assert_eq!(st["autoscaler"]["desiredReplicas"], json!(2), "{st}");
+    let progressing = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned()
+        .unwrap();
+    assert!(
+        progressing["message"]
+            .as_str()
+            .unwrap()
+            .contains("still running: create slow-0"),
+        "{progressing}"
+    );
+    // Passes while the batch runs plan nothing for its instances.
+    let writes = w.fake.write_count();
+    w.rec.reconcile("slow").await.unwrap();
+    w.rec.reconcile("slow").await.unwrap();
+    assert_eq!(
+        w.fake.write_count(),
+        writes,
+        "an in-flight instance was acted on again"
+    );
+    assert_eq!(w.fake.all().len(), 2);
+    // The batch's end asks for a pass, which reports the cluster converged.
+    let t = tokio::time::timeout(std::time::Duration::from_secs(5), triggers[0].next())
+        .await
+        .expect("a trigger when the batch ended");
+    assert_eq!(
+        t,
+        Some(Trigger::Key(
+            "slow".into(),
+            std::time::Duration::from_millis(200)
+        ))
+    );
+    w.rec.reconcile("slow").await.unwrap();
+    let st = status(&w, "slow").await;
+    assert_eq!(st["readyReplicas"], json!(2), "{st}");
+    assert_eq!(w.fake.all().len(), 2, "nothing duplicated");
+}

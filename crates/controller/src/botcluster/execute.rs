@@ -7,14 +7,20 @@
 //! finished by the next pass. "Already exists" on create counts as success.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use botcluster_api::spec::BotClusterSpec;
+use botcluster_api::{Event, BOTCLUSTER_KIND};
+use botcluster_store::Store;
+use tokio::sync::Semaphore;
 
-use super::{event, BotClusterReconciler};
-use crate::backend::{BackendError, CreateRequest};
+use super::event;
+use super::ports::PortBook;
+use crate::backend::{BackendError, ContainerBackend, CreateRequest};
 use crate::health::ClusterMemory;
-use crate::model::KEY_FILES;
+use crate::metrics::ControllerMetrics;
+use crate::model::{Capabilities, KEY_FILES};
 use crate::plan::{Action, NewInstance, Plan};
 
 /// What running one action gave.
@@ -87,15 +93,52 @@ fn done_reason(a: &Action) -> &'static str {
     }
 }
 
-impl BotClusterReconciler {
-    /// Runs the plan's actions; records an event and a metric for each, learns from refused
-    /// limits and busy ports, and updates `mem` (restarts, forgotten instances).
+/// What the cluster's memory learns from actions that were done: a restart starts a fresh
+/// health streak, a replaced or deleted instance is forgotten.
+pub fn fold_into_memory(done: &[Executed], mem: &mut ClusterMemory) {
+    let now = Instant::now();
+    for e in done.iter().filter(|e| e.outcome == Outcome::Done) {
+        match &e.action {
+            Action::Restart { name } => mem.restarted(name, now),
+            Action::Replace(n) => mem.forget(&n.name),
+            Action::Delete { name, .. } => mem.forget(name),
+            _ => {}
+        }
+    }
+}
+
+/// Runs actions. Owns (shares) everything it needs, so a batch can outlive the pass that
+/// started it (see `pass`: a batch that takes longer than the pass's budget goes on in the
+/// background).
+#[derive(Clone)]
+pub(crate) struct Executor {
+    pub backend: Arc<dyn ContainerBackend>,
+    pub store: Arc<dyn Store>,
+    pub metrics: ControllerMetrics,
+    /// The global bound on concurrent creates.
+    pub creates: Arc<Semaphore>,
+    /// What this host refuses (learned here).
+    pub caps: Arc<Mutex<Capabilities>>,
+    /// Ports found busy are recorded here.
+    pub ports: Arc<Mutex<PortBook>>,
+    /// Bind-check a host port before creating a container on it.
+    pub check_host_ports: bool,
+}
+
+impl Executor {
+    async fn record(&self, name: &str, e: Event) {
+        if let Err(err) = self.store.record_event(BOTCLUSTER_KIND, name, e).await {
+            tracing::warn!(cluster = name, error = %err, "recording an event failed");
+        }
+    }
+
+    /// Runs the plan's actions (see the module documentation for the order); records an
+    /// event and a metric for each and learns from refused limits and busy ports.
     pub(crate) async fn execute(
         &self,
         name: &str,
         spec: &BotClusterSpec,
         p: &Plan,
-        mem: &mut ClusterMemory,
     ) -> Vec<Executed> {
         let mut out = Vec::new();
         let mut creates = Vec::new();
@@ -104,7 +147,7 @@ impl BotClusterReconciler {
                 Action::Create(n) => creates.push(n),
                 other => {
                     let r = self.run_action(spec, other).await;
-                    out.push(self.note(name, other.clone(), r, mem).await);
+                    out.push(self.note(name, other.clone(), r).await);
                 }
             }
         }
@@ -113,19 +156,13 @@ impl BotClusterReconciler {
             (Action::Create((*n).clone()), r)
         });
         for (a, r) in futures_util::future::join_all(runs).await {
-            out.push(self.note(name, a, r, mem).await);
+            out.push(self.note(name, a, r).await);
         }
         out
     }
 
     /// Classifies a result, records it, and learns from it.
-    async fn note(
-        &self,
-        name: &str,
-        a: Action,
-        r: Result<(), BackendError>,
-        mem: &mut ClusterMemory,
-    ) -> Executed {
+    async fn note(&self, name: &str, a: Action, r: Result<(), BackendError>) -> Executed {
         let kind = action_kind(&a);
         let result = if r.is_ok() { "success" } else { "error" };
         self.metrics
@@ -134,12 +171,6 @@ impl BotClusterReconciler {
             .inc();
         let outcome = match r {
             Ok(()) => {
-                match &a {
-                    Action::Restart { name: inst } => mem.restarted(inst, Instant::now()),
-                    Action::Replace(n) => mem.forget(&n.name),
-                    Action::Delete { name: inst, .. } => mem.forget(inst),
-                    _ => {}
-                }
                 tracing::info!(cluster = name, action = %a.describe(), "done");
                 self.record(name, event("Normal", done_reason(&a), a.describe()))
                     .await;
@@ -165,7 +196,8 @@ impl BotClusterReconciler {
             Err(BackendError::PortBusy { message, port }) => {
                 let port = match &a {
                     Action::Create(n) | Action::Replace(n) => {
-                        self.port_busy(n.host_port);
+                        let mut book = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+                        book.busy.insert(n.host_port);
                         n.host_port
                     }
                     _ => port,
@@ -237,7 +269,7 @@ impl BotClusterReconciler {
     /// Create → push files → record their hash → start. The files hash is written only after
     /// the files are in place, so a crash in between makes the next pass push them again.
     async fn create(&self, spec: &BotClusterSpec, n: &NewInstance) -> Result<(), BackendError> {
-        if self.config.check_host_ports {
+        if self.check_host_ports {
             let addr = format!("{}:{}", spec.listen_address, n.host_port);
             if let Err(e) = std::net::TcpListener::bind(&addr) {
                 return Err(BackendError::PortBusy {

@@ -76,6 +76,18 @@ pub struct ReconcilerConfig {
     pub resync: Duration,
     /// Period of the requeue while converging.
     pub converge_poll: Duration,
+    /// How long a pass waits for its actions before writing status and leaving the rest to
+    /// run in the background (a later pass sees those instances as busy and reports them in
+    /// flight), so one slow LXD start never hides a pass's decisions.
+    pub action_budget: Duration,
+}
+
+/// A batch of actions that outlived its pass.
+#[derive(Clone, Debug)]
+pub(crate) struct InFlight {
+    pub id: u64,
+    pub started: Instant,
+    pub actions: Vec<crate::plan::Action>,
 }
 
 impl Default for ReconcilerConfig {
@@ -87,6 +99,7 @@ impl Default for ReconcilerConfig {
             check_host_ports: true,
             resync: Duration::from_secs(30),
             converge_poll: Duration::from_millis(500),
+            action_budget: Duration::from_secs(5),
         }
     }
 }
@@ -98,10 +111,17 @@ pub struct BotClusterReconciler {
     pub(crate) metrics: ControllerMetrics,
     config: ReconcilerConfig,
     /// What this LXD host turned out to refuse (learned from failed actions).
-    caps: Mutex<Capabilities>,
+    caps: Arc<Mutex<Capabilities>>,
     /// Host ports in use, per cluster (learned from observation), and ports found busy.
-    ports: Mutex<PortBook>,
+    ports: Arc<Mutex<PortBook>>,
     creates: Arc<Semaphore>,
+    /// Action batches still running after their pass gave up waiting, per cluster.
+    in_flight: Arc<Mutex<HashMap<String, Vec<InFlight>>>>,
+    /// Outcomes of such batches that finished after their pass, for the next pass.
+    finished: Arc<Mutex<HashMap<String, Vec<execute::Executed>>>>,
+    /// Tells the controller a cluster's background batch finished (see [`Reconcile::triggers`]).
+    finished_tx: tokio::sync::mpsc::UnboundedSender<String>,
+    finished_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     probe: Arc<dyn Probe>,
     /// Per-cluster memory (health streaks, CPU samples, autoscaler history); a pass works on
     /// a copy and writes it back, a preview works on a copy and drops it.
@@ -127,6 +147,7 @@ impl BotClusterReconciler {
         metrics: ControllerMetrics,
         config: ReconcilerConfig,
     ) -> Self {
+        let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
         BotClusterReconciler {
             store,
             backend,
@@ -134,8 +155,12 @@ impl BotClusterReconciler {
             creates: Arc::new(Semaphore::new(config.max_concurrent_creates.max(1))),
             probe: Arc::new(HttpProbe::new(config.probe_timeout)),
             config,
-            caps: Mutex::new(Capabilities::default()),
-            ports: Mutex::new(PortBook::default()),
+            caps: Arc::new(Mutex::new(Capabilities::default())),
+            ports: Arc::new(Mutex::new(PortBook::default())),
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
+            finished: Arc::new(Mutex::new(HashMap::new())),
+            finished_tx,
+            finished_rx: Mutex::new(Some(finished_rx)),
             memory: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             proxy: None,
@@ -157,6 +182,18 @@ impl BotClusterReconciler {
     /// The resync period.
     pub fn resync(&self) -> Duration {
         self.config.resync
+    }
+
+    pub(crate) fn executor(&self) -> execute::Executor {
+        execute::Executor {
+            backend: self.backend.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            creates: self.creates.clone(),
+            caps: self.caps.clone(),
+            ports: self.ports.clone(),
+            check_host_ports: self.config.check_host_ports,
+        }
     }
 
     pub(crate) fn caps(&self) -> Capabilities {
@@ -207,6 +244,15 @@ impl Reconcile for BotClusterReconciler {
 
     async fn reconcile(&self, key: &str) -> Result<Action, ReconcileError> {
         BotClusterReconciler::reconcile(self, key).await
+    }
+
+    fn triggers(&self) -> Vec<futures_util::stream::BoxStream<'static, crate::runtime::Trigger>> {
+        let rx = self
+            .finished_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        rx.map(triggers::finished_batches).into_iter().collect()
     }
 
     async fn report_failure(&self, key: &str, failures: u32, retry_after: Duration, error: &str) {

@@ -30,10 +30,10 @@ use botcluster_store::{now_rfc3339, StoredObject};
 
 use super::autoscale::ScaleStep;
 use super::balancer::{drain_set, plan_balancer, BalancerPlan, ProxyOutcome};
-use super::execute::{failures, Executed};
+use super::execute::{failures, fold_into_memory, Executed};
 use super::observe::Load;
 use super::status::{derive_status, publish, Facts};
-use super::{event, BotClusterReconciler, ReconcileError};
+use super::{event, BotClusterReconciler, InFlight, ReconcileError};
 use crate::health::{ClusterMemory, HealthChange};
 use crate::plan::{plan, Desired, ObservedInstance, Plan};
 use crate::runtime::finalizer::{self, Step};
@@ -41,8 +41,14 @@ use crate::runtime::Action;
 
 /// What a pass observed, before any action.
 pub(crate) struct Look {
-    /// The cluster's instances, judged (ready, unhealthy, load).
+    /// The cluster's instances, judged (ready, unhealthy, load); those an earlier pass's
+    /// batch still works on are marked busy.
     pub observed: Vec<ObservedInstance>,
+    /// Instances an earlier pass's batch is still creating, not in LXD yet: busy stand-ins
+    /// that keep their names and ports for the planner.
+    pub pending: Vec<ObservedInstance>,
+    /// The actions still running in the background, described, with how long they have run.
+    pub in_flight: Vec<String>,
     /// Their load.
     pub load: HashMap<String, Load>,
     /// The replica count to aim at.
@@ -106,8 +112,11 @@ impl BotClusterReconciler {
                 .filter(|l| !l.warming)
                 .and_then(|l| l.cpu_percent);
         }
+        let (pending, in_flight) = self.mark_in_flight(name, &mut observed);
         Ok(Look {
             observed,
+            pending,
+            in_flight,
             load,
             replicas,
             health,
@@ -130,7 +139,9 @@ impl BotClusterReconciler {
             replicas: look.replicas,
             deleting: false,
         };
-        let containers = plan(&desired, &look.observed, &self.caps(), &self.pool_for(name));
+        let mut seen = look.observed.clone();
+        seen.extend(look.pending.iter().cloned());
+        let containers = plan(&desired, &seen, &self.caps(), &self.pool_for(name));
         let drain = drain_set(&look.observed, &containers);
         let balancer = self
             .view_proxy(name, spec)
@@ -140,6 +151,104 @@ impl BotClusterReconciler {
             containers,
             drain,
             balancer,
+        }
+    }
+
+    /// Marks the instances earlier batches still work on as busy, and returns stand-ins for
+    /// those not created yet and the in-flight actions, described.
+    fn mark_in_flight(
+        &self,
+        name: &str,
+        observed: &mut [ObservedInstance],
+    ) -> (Vec<ObservedInstance>, Vec<String>) {
+        let batches: Vec<InFlight> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let mut pending = Vec::new();
+        let mut described = Vec::new();
+        for b in &batches {
+            for a in &b.actions {
+                described.push(format!(
+                    "{} (running for {:.0?})",
+                    a.describe(),
+                    b.started.elapsed()
+                ));
+                let inst = a.instance();
+                if let Some(o) = observed.iter_mut().find(|o| o.name == inst) {
+                    o.busy = true;
+                } else if let crate::plan::Action::Create(n) | crate::plan::Action::Replace(n) = a {
+                    pending.push(ObservedInstance {
+                        name: n.name.clone(),
+                        running: false,
+                        status: "Creating".into(),
+                        config: n.config.clone(),
+                        devices: n.devices.clone(),
+                        busy: true,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        (pending, described)
+    }
+
+    /// Runs the plan, waiting at most `action_budget`. A batch that takes longer goes on in
+    /// the background: its actions are in flight (later passes plan nothing for their
+    /// instances and report them), and its outcomes reach the next pass, which the
+    /// controller runs as soon as the batch ends.
+    async fn run_batch(&self, name: &str, spec: &BotClusterSpec, p: &Plan) -> Vec<Executed> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let registration = Registration::new(
+            self.in_flight.clone(),
+            name,
+            InFlight {
+                id,
+                started: std::time::Instant::now(),
+                actions: p.actions.clone(),
+            },
+        );
+        let exec = self.executor();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (key, spec, plan) = (name.to_string(), spec.clone(), p.clone());
+        let finished = self.finished.clone();
+        let notify = self.finished_tx.clone();
+        tokio::spawn(async move {
+            let out = exec.execute(&key, &spec, &plan).await;
+            // No longer in flight before anyone can see the outcome.
+            drop(registration);
+            if let Err(out) = tx.send(out) {
+                // The pass stopped waiting: the next one reports it.
+                finished
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(key.clone())
+                    .or_default()
+                    .extend(out);
+                let _ = notify.send(key);
+            }
+        });
+        match tokio::time::timeout(self.config.action_budget, &mut rx).await {
+            Ok(Ok(out)) => out,
+            // The batch's task panicked; its registration is gone, the next pass re-plans.
+            Ok(Err(_)) => Vec::new(),
+            Err(_) => {
+                // From here on the batch reports to the next pass; take what came before.
+                rx.close();
+                let out = rx.try_recv().unwrap_or_default();
+                if out.is_empty() {
+                    tracing::info!(
+                        cluster = name,
+                        budget = ?self.config.action_budget,
+                        "actions still running; status is written now and they go on in the background"
+                    );
+                }
+                out
+            }
         }
     }
 
@@ -187,6 +296,14 @@ impl BotClusterReconciler {
         mem: &mut ClusterMemory,
     ) -> Result<Action, ReconcileError> {
         let name = obj.meta.name.as_str();
+        // What background batches of earlier passes did.
+        let earlier: Vec<Executed> = self
+            .finished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .unwrap_or_default();
+        fold_into_memory(&earlier, mem);
         let look = self.look(name, uid, spec, mem).await?;
         self.remember_ports(name, &look.observed);
         self.record_look(name, &look).await;
@@ -204,8 +321,10 @@ impl BotClusterReconciler {
         } else {
             if !pass.containers.actions.is_empty() {
                 self.drain(name, uid, spec, &observed, &pass.drain).await;
-                done = self.execute(name, spec, &pass.containers, mem).await;
-                let (again, _) = self.observe(name, spec, mem, false).await?;
+                done = self.run_batch(name, spec, &pass.containers).await;
+                fold_into_memory(&done, mem);
+                let (mut again, _) = self.observe(name, spec, mem, false).await?;
+                self.mark_in_flight(name, &mut again);
                 observed = again;
                 self.remember_ports(name, &observed);
             }
@@ -213,7 +332,9 @@ impl BotClusterReconciler {
             self.converge_proxy(name, uid, spec, &observed, &BTreeSet::new())
                 .await
         };
-        let failed = failures(&done);
+        let mut failed = failures(&earlier);
+        failed.extend(failures(&done));
+        let in_flight = self.mark_in_flight(name, &mut observed).1;
         let previous: BotClusterStatus =
             serde_json::from_value(obj.status.clone()).unwrap_or_default();
         let probes: HashMap<String, (u32, Option<String>)> = mem
@@ -242,6 +363,7 @@ impl BotClusterReconciler {
             autoscaler: mem.decision.as_ref().map(|d| (d, mem.last_scale.clone())),
             proxy: &proxy,
             suspended,
+            in_flight: &in_flight,
         };
         let (status, events) = derive_status(&previous, &facts);
         publish(&self.metrics, name, &previous, &status, &facts);
@@ -316,16 +438,16 @@ impl BotClusterReconciler {
                 ));
             }
         }
-        let mut mem = self.memory_of(name);
-        let (observed, _) = {
-            let list = self.backend.list(name).await?;
-            (
-                list.into_iter()
-                    .map(super::observe::observed)
-                    .collect::<Vec<_>>(),
-                (),
-            )
-        };
+        let mut observed: Vec<ObservedInstance> = self
+            .backend
+            .list(name)
+            .await?
+            .into_iter()
+            .map(super::observe::observed)
+            .collect();
+        // An instance a background batch still works on waits for it.
+        let (pending, _) = self.mark_in_flight(name, &mut observed);
+        observed.extend(pending);
         let desired = Desired {
             name,
             uid,
@@ -334,7 +456,7 @@ impl BotClusterReconciler {
             deleting: true,
         };
         let p = plan(&desired, &observed, &self.caps(), &self.pool_for(name));
-        let done = self.execute(name, spec, &p, &mut mem).await;
+        let done = self.executor().execute(name, spec, &p).await;
         let failed = failures(&done);
         if !failed.is_empty() {
             return Err(ReconcileError::Actions(failed));
@@ -344,7 +466,7 @@ impl BotClusterReconciler {
             .iter()
             .filter(|o| o.config.get(crate::model::KEY_UID).map(String::as_str) == Some(uid))
             .count();
-        if mine > 0 {
+        if mine > 0 || !observed.iter().all(|o| !o.busy) {
             return Ok(Action::Requeue(self.config.converge_poll));
         }
         self.forget_ports(name);
@@ -369,5 +491,44 @@ fn previous_proxy(obj: &StoredObject) -> ProxyOutcome {
         },
         Some(p) => ProxyOutcome::Failed(p.last_error.unwrap_or_default()),
         None => ProxyOutcome::Disabled,
+    }
+}
+
+/// An in-flight batch's entry, removed when dropped (also if its task panics).
+struct Registration {
+    map: std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<InFlight>>>>,
+    key: String,
+    id: u64,
+}
+
+impl Registration {
+    fn new(
+        map: std::sync::Arc<std::sync::Mutex<HashMap<String, Vec<InFlight>>>>,
+        key: &str,
+        batch: InFlight,
+    ) -> Self {
+        let id = batch.id;
+        map.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .push(batch);
+        Registration {
+            map,
+            key: key.to_string(),
+            id,
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = m.get_mut(&self.key) {
+            v.retain(|b| b.id != self.id);
+            if v.is_empty() {
+                m.remove(&self.key);
+            }
+        }
     }
 }

@@ -65,12 +65,6 @@ impl BotClusterReconciler {
         }
     }
 
-    /// A port turned out to be held by something else on the host.
-    pub(crate) fn port_busy(&self, port: u16) {
-        let mut book = self.ports.lock().unwrap_or_else(|p| p.into_inner());
-        book.busy.insert(port);
-    }
-
     pub(crate) fn forget_ports(&self, cluster: &str) {
         let mut book = self.ports.lock().unwrap_or_else(|p| p.into_inner());
         book.by_cluster.remove(cluster);

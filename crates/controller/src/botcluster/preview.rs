@@ -46,6 +46,11 @@ impl BotClusterReconciler {
                 step.decision.event_message(step.from)
             ));
         }
+        out.notes.extend(
+            look.in_flight
+                .iter()
+                .map(|a| format!("still running from an earlier pass: {a}")),
+        );
         if !pass.drain.is_empty() {
             out.actions.push(format!(
                 "take {} out of the load balancer and drain",

@@ -54,6 +54,8 @@ pub struct Facts<'a> {
     pub proxy: &'a ProxyOutcome,
     /// `spec.suspend`: the plan was not executed.
     pub suspended: bool,
+    /// Actions of earlier passes still running in the background, described.
+    pub in_flight: &'a [String],
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: u64) -> Condition {
@@ -279,7 +281,7 @@ pub fn derive_status(previous: &BotClusterStatus, f: &Facts<'_>) -> (BotClusterS
     // Like a Deployment past its progress deadline: a stalled rollout is not progressing, and
     // neither is a suspended cluster.
     let stalled = stall.is_some();
-    let pending = !all_ready || !p.actions.is_empty();
+    let pending = !all_ready || !p.actions.is_empty() || !f.in_flight.is_empty();
     let progressing = pending && !stalled && !f.suspended;
     let (reason, message) = if let Some(m) = stall {
         ("RolloutStalled", m)
@@ -306,6 +308,11 @@ pub fn derive_status(previous: &BotClusterStatus, f: &Facts<'_>) -> (BotClusterS
         )
     } else {
         ("Converged", "every instance matches the spec".into())
+    };
+    let message = if f.in_flight.is_empty() {
+        message
+    } else {
+        format!("{message}; still running: {}", f.in_flight.join("; "))
     };
     set_condition(
         &mut conditions,

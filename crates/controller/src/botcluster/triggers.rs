@@ -35,3 +35,14 @@ pub fn lxd_events(client: lxd_client::Client) -> BoxStream<'static, Trigger> {
         })
         .boxed()
 }
+
+/// A cluster whose background action batch finished (see `ReconcilerConfig::action_budget`):
+/// reconcile it soon, so the outcome shows in status and the next steps follow.
+pub(crate) fn finished_batches(
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> BoxStream<'static, Trigger> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|k| (Trigger::Key(k, EVENT_DELAY), rx))
+    })
+    .boxed()
+}

@@ -119,7 +119,8 @@ impl<R: Reconcile> Controller<R> {
         self.reconciler.init().await;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(self.clone().watch_store()));
-        for mut stream in triggers {
+        let own = self.reconciler.triggers();
+        for mut stream in triggers.into_iter().chain(own) {
             let me = self.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(t) = stream.next().await {

@@ -59,6 +59,12 @@ pub trait Reconcile: Send + Sync + 'static {
     /// Called once before the workers start (e.g. to learn what already exists).
     async fn init(&self) {}
 
+    /// The reconciler's own triggers (e.g. "work it started in the background finished"),
+    /// taken once when the controller starts.
+    fn triggers(&self) -> Vec<futures_util::stream::BoxStream<'static, Trigger>> {
+        Vec::new()
+    }
+
     /// One pass over `key`.
     async fn reconcile(&self, key: &str) -> Result<Action, Self::Error>;
 
