@@ -220,16 +220,20 @@ impl<P: crate::proxy::ProxyBackend> BreakerProxy<P> {
 
 #[async_trait]
 impl<P: crate::proxy::ProxyBackend> crate::proxy::ProxyBackend for BreakerProxy<P> {
-    async fn get_server(
+    async fn compare(
         &self,
         name: &str,
-    ) -> std::result::Result<Option<serde_json::Value>, crate::proxy::ProxyError> {
-        self.call(self.inner.get_server(name)).await
+        want: &botcluster_proxy::Rendered,
+    ) -> std::result::Result<crate::proxy::Held, crate::proxy::ProxyError> {
+        self.call(self.inner.compare(name, want)).await
+    }
+    async fn exists(&self, name: &str) -> std::result::Result<bool, crate::proxy::ProxyError> {
+        self.call(self.inner.exists(name)).await
     }
     async fn put_server(
         &self,
         name: &str,
-        server: &serde_json::Value,
+        server: &botcluster_proxy::Rendered,
     ) -> std::result::Result<(), crate::proxy::ProxyError> {
         self.call(self.inner.put_server(name, server)).await
     }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use botcluster_proxy::Rendered;
 use serde_json::Value;
 
 /// A server's proxied traffic since Caddy started, from Caddy's `/metrics` (see
@@ -32,13 +33,27 @@ pub struct UpstreamState {
     pub fails: u64,
 }
 
-/// What the reconciler needs from a proxy.
+/// What the proxy holds under a server name, compared with a rendered server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Nothing under that name.
+    Missing,
+    /// The same server (semantically: Caddy may write numbers and defaults its own way).
+    Same,
+    /// Something else.
+    Different,
+}
+
+/// What the reconciler needs from a proxy. It speaks in rendered servers
+/// ([`botcluster_proxy::Rendered`]); what the proxy's own format is stays behind it.
 #[async_trait]
 pub trait ProxyBackend: Send + Sync + 'static {
-    /// The named server's config, if present.
-    async fn get_server(&self, name: &str) -> Result<Option<Value>, ProxyError>;
-    /// Creates or replaces the named server (only when it differs).
-    async fn put_server(&self, name: &str, server: &Value) -> Result<(), ProxyError>;
+    /// Compares what the proxy holds under `name` with `want`.
+    async fn compare(&self, name: &str, want: &Rendered) -> Result<Held, ProxyError>;
+    /// Whether the proxy holds a server called `name` at all.
+    async fn exists(&self, name: &str) -> Result<bool, ProxyError>;
+    /// Creates or replaces the named server.
+    async fn put_server(&self, name: &str, server: &Rendered) -> Result<(), ProxyError>;
     /// Removes the named server; false when it was not there.
     async fn remove_server(&self, name: &str) -> Result<bool, ProxyError>;
     /// Every upstream the proxy knows, with requests in flight.
@@ -80,12 +95,19 @@ fn err(e: caddy_client::Error) -> ProxyError {
 
 #[async_trait]
 impl ProxyBackend for CaddyProxy {
-    async fn get_server(&self, name: &str) -> Result<Option<Value>, ProxyError> {
-        Ok(self.client.server(name).await.map_err(err)?.map(|(v, _)| v))
+    async fn compare(&self, name: &str, want: &Rendered) -> Result<Held, ProxyError> {
+        Ok(match self.client.server(name).await.map_err(err)? {
+            None => Held::Missing,
+            Some((held, _)) if caddy_client::semantically_equal(&held, &want.server) => Held::Same,
+            Some(_) => Held::Different,
+        })
     }
-    async fn put_server(&self, name: &str, server: &Value) -> Result<(), ProxyError> {
+    async fn exists(&self, name: &str) -> Result<bool, ProxyError> {
+        Ok(self.client.server(name).await.map_err(err)?.is_some())
+    }
+    async fn put_server(&self, name: &str, server: &Rendered) -> Result<(), ProxyError> {
         self.client
-            .ensure_server(name, server)
+            .ensure_server(name, &server.server)
             .await
             .map(drop)
             .map_err(err)
@@ -153,6 +175,14 @@ impl FakeProxy {
             s.insert(name.into(), v);
         }
     }
+    fn held(&self, name: &str) -> Result<Option<Value>, ProxyError> {
+        Ok(self
+            .servers
+            .lock()
+            .map_err(|_| ProxyError("poisoned".into()))?
+            .get(name)
+            .cloned())
+    }
     /// What [`ProxyBackend::traffic`] reports for `server` from now on (counters since the
     /// proxy started; set a smaller value to play a proxy restart). Until set: `None`.
     pub fn set_traffic(&self, server: &str, traffic: ServerTraffic) {
@@ -164,15 +194,18 @@ impl FakeProxy {
 
 #[async_trait]
 impl ProxyBackend for FakeProxy {
-    async fn get_server(&self, name: &str) -> Result<Option<Value>, ProxyError> {
-        Ok(self
-            .servers
-            .lock()
-            .map_err(|_| ProxyError("poisoned".into()))?
-            .get(name)
-            .cloned())
+    async fn compare(&self, name: &str, want: &Rendered) -> Result<Held, ProxyError> {
+        Ok(match self.held(name)? {
+            None => Held::Missing,
+            Some(v) if v == want.server => Held::Same,
+            Some(_) => Held::Different,
+        })
     }
-    async fn put_server(&self, name: &str, server: &Value) -> Result<(), ProxyError> {
+    async fn exists(&self, name: &str) -> Result<bool, ProxyError> {
+        Ok(self.held(name)?.is_some())
+    }
+    async fn put_server(&self, name: &str, server: &Rendered) -> Result<(), ProxyError> {
+        let server = &server.server;
         let mut s = self
             .servers
             .lock()

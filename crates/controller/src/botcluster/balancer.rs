@@ -1,6 +1,6 @@
 //! The load balancer's part of a pass: which instances to drain before the container actions,
-//! and what the cluster's Caddy server must become (planned purely from what the proxy holds),
-//! then applying it.
+//! and what the cluster's Caddy server must become ([`wanted_server`] renders it,
+//! [`plan_balancer`] decides from what the proxy holds — both pure), then applying it.
 //!
 //! # Guarantees
 //! - Only the cluster's own server (`botcluster-<name>`) is read or written.
@@ -13,11 +13,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use botcluster_api::spec::BotClusterSpec;
-use serde_json::Value;
 
 use super::{event, BotClusterReconciler};
 use crate::plan::{Action, ObservedInstance, Plan};
-use crate::proxy::UpstreamState;
+use crate::proxy::{Held, UpstreamState};
 
 /// What the cluster's server in the proxy must become.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,13 +70,13 @@ impl BalancerPlan {
     }
 }
 
-/// What the proxy holds and can do, read once per pass.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProxyView {
-    /// The cluster's server as the proxy holds it.
-    pub current: Option<Value>,
-    /// The proxy has a rate-limit module.
-    pub rate_limit: bool,
+/// The cluster's server as the spec wants it now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WantedServer {
+    /// The rendered server.
+    pub rendered: botcluster_proxy::Rendered,
+    /// The upstream addresses it routes to.
+    pub upstreams: Vec<String>,
 }
 
 /// The upstream addresses of the ready instances this cluster owns, minus `leaving`, in
@@ -124,28 +123,17 @@ pub fn drain_set(observed: &[ObservedInstance], p: &Plan) -> BTreeSet<String> {
         .collect()
 }
 
-/// Plans the cluster's server: pure, from the spec, the observed instances (minus `leaving`)
-/// and what the proxy holds (`None`: the operator has no proxy).
-pub fn plan_balancer(
+/// Renders the server the spec wants for `observed` minus `leaving` (`None`: the spec has no
+/// load balancer). Pure. `rate_limit`: the proxy has a rate-limit module.
+pub fn wanted_server(
     name: &str,
     uid: &str,
     spec: &BotClusterSpec,
     observed: &[ObservedInstance],
     leaving: &BTreeSet<String>,
-    proxy: Option<&ProxyView>,
-) -> BalancerPlan {
-    let server = botcluster_proxy::server_name(name);
-    let lb = spec.load_balancer.as_ref().filter(|lb| lb.enabled);
-    let (Some(view), Some(lb)) = (proxy, lb) else {
-        return match (proxy, lb) {
-            (None, Some(_)) => BalancerPlan::NotConfigured,
-            (Some(view), None) if view.current.is_some() => BalancerPlan::Remove { server },
-            _ => BalancerPlan::Off,
-        };
-    };
-    let caps = botcluster_proxy::ProxyCapabilities {
-        rate_limit: view.rate_limit,
-    };
+    rate_limit: bool,
+) -> Option<WantedServer> {
+    let lb = spec.load_balancer.as_ref().filter(|lb| lb.enabled)?;
     let upstreams = upstreams(spec, uid, observed, leaving);
     let rendered = botcluster_proxy::render(
         name,
@@ -153,18 +141,33 @@ pub fn plan_balancer(
         &spec.health,
         &spec.circuit_breaker,
         &upstreams,
-        &caps,
+        &botcluster_proxy::ProxyCapabilities { rate_limit },
     );
-    let same = view
-        .current
-        .as_ref()
-        .is_some_and(|c| caddy_client::semantically_equal(c, &rendered.server));
-    BalancerPlan::Sync {
-        server,
+    Some(WantedServer {
         rendered,
         upstreams,
-        write: !same,
-        existed: view.current.is_some(),
+    })
+}
+
+/// Decides the cluster's server. Pure: from whether the operator has a proxy, what the spec
+/// wants, and what the proxy holds under the server's name (compared with the wanted one).
+pub fn plan_balancer(
+    server: String,
+    has_proxy: bool,
+    want: Option<WantedServer>,
+    held: Held,
+) -> BalancerPlan {
+    match (has_proxy, want, held) {
+        (false, Some(_), _) => BalancerPlan::NotConfigured,
+        (false, None, _) | (true, None, Held::Missing) => BalancerPlan::Off,
+        (true, None, Held::Same | Held::Different) => BalancerPlan::Remove { server },
+        (true, Some(w), held) => BalancerPlan::Sync {
+            server,
+            rendered: w.rendered,
+            upstreams: w.upstreams,
+            write: held != Held::Same,
+            existed: held != Held::Missing,
+        },
     }
 }
 
@@ -193,25 +196,24 @@ pub enum ProxyOutcome {
 }
 
 impl BotClusterReconciler {
-    /// Reads what the proxy holds of the cluster (`Ok(None)`: no proxy). A cluster without a
-    /// load balancer does not depend on the proxy: when it cannot be read, there is nothing to
-    /// remove as far as this pass can tell.
-    pub(crate) async fn view_proxy(
+    /// Plans the cluster's server for `observed` minus `leaving`, asking the proxy what it
+    /// can do and what it holds. A cluster without a load balancer does not depend on the
+    /// proxy: when it cannot be read, there is nothing to remove as far as this pass can tell.
+    pub(crate) async fn plan_proxy(
         &self,
         name: &str,
+        uid: &str,
         spec: &BotClusterSpec,
-    ) -> Result<Option<ProxyView>, String> {
-        let Some(proxy) = &self.proxy else {
-            return Ok(None);
-        };
-        let wanted = spec.load_balancer.as_ref().is_some_and(|lb| lb.enabled);
+        observed: &[ObservedInstance],
+        leaving: &BTreeSet<String>,
+    ) -> Result<BalancerPlan, String> {
         let server = botcluster_proxy::server_name(name);
-        let at = proxy.endpoint();
-        let current = match proxy.get_server(&server).await {
-            Ok(c) => c,
-            Err(_) if !wanted => return Ok(Some(ProxyView::default())),
-            Err(e) => return Err(format!("reading {server} from the proxy at {at}: {e}")),
+        let Some(proxy) = &self.proxy else {
+            let want = wanted_server(name, uid, spec, observed, leaving, false);
+            return Ok(plan_balancer(server, false, want, Held::Missing));
         };
+        let at = proxy.endpoint();
+        let wanted = spec.load_balancer.as_ref().is_some_and(|lb| lb.enabled);
         let rate_limit = if wanted {
             proxy
                 .supports_rate_limit()
@@ -220,10 +222,18 @@ impl BotClusterReconciler {
         } else {
             false
         };
-        Ok(Some(ProxyView {
-            current,
-            rate_limit,
-        }))
+        let want = wanted_server(name, uid, spec, observed, leaving, rate_limit);
+        let held = match &want {
+            Some(w) => proxy
+                .compare(&server, &w.rendered)
+                .await
+                .map_err(|e| format!("reading {server} from the proxy at {at}: {e}"))?,
+            None => match proxy.exists(&server).await {
+                Ok(true) => Held::Different,
+                Ok(false) | Err(_) => Held::Missing,
+            },
+        };
+        Ok(plan_balancer(server, true, want, held))
     }
 
     /// Plans and applies the cluster's server for `observed` minus `leaving`.
@@ -235,12 +245,10 @@ impl BotClusterReconciler {
         observed: &[ObservedInstance],
         leaving: &BTreeSet<String>,
     ) -> ProxyOutcome {
-        let view = match self.view_proxy(name, spec).await {
-            Ok(v) => v,
-            Err(e) => return ProxyOutcome::Failed(e),
-        };
-        let plan = plan_balancer(name, uid, spec, observed, leaving, view.as_ref());
-        self.apply_balancer(name, spec, plan).await
+        match self.plan_proxy(name, uid, spec, observed, leaving).await {
+            Ok(plan) => self.apply_balancer(name, spec, plan).await,
+            Err(e) => ProxyOutcome::Failed(e),
+        }
     }
 
     async fn apply_balancer(
@@ -287,7 +295,7 @@ impl BotClusterReconciler {
                 existed,
             } => {
                 if write {
-                    if let Err(e) = proxy.put_server(&server, &rendered.server).await {
+                    if let Err(e) = proxy.put_server(&server, &rendered).await {
                         pushes.with_label_values(&["error"]).inc();
                         return ProxyOutcome::Failed(format!(
                             "writing {server} to the proxy at {}: {e}",
@@ -397,5 +405,51 @@ impl BotClusterReconciler {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted() -> Option<WantedServer> {
+        let spec: BotClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "img", "loadBalancer": {"listen": "127.0.0.1:8995"}
+        }))
+        .expect("spec");
+        wanted_server("web", "u", &spec, &[], &BTreeSet::new(), false)
+    }
+
+    #[test]
+    fn the_balancer_is_written_only_when_the_proxy_holds_something_else() {
+        let plan = |proxy, want: Option<WantedServer>, held| {
+            plan_balancer("botcluster-web".into(), proxy, want, held)
+        };
+        let sync = |p: BalancerPlan| match p {
+            BalancerPlan::Sync { write, existed, .. } => Some((write, existed)),
+            _ => None,
+        };
+        assert_eq!(sync(plan(true, wanted(), Held::Same)), Some((false, true)));
+        assert_eq!(
+            sync(plan(true, wanted(), Held::Different)),
+            Some((true, true))
+        );
+        assert_eq!(
+            sync(plan(true, wanted(), Held::Missing)),
+            Some((true, false))
+        );
+        assert_eq!(
+            plan(false, wanted(), Held::Missing),
+            BalancerPlan::NotConfigured
+        );
+        assert_eq!(plan(false, None, Held::Different), BalancerPlan::Off);
+        assert_eq!(plan(true, None, Held::Missing), BalancerPlan::Off);
+        assert_eq!(
+            plan(true, None, Held::Different),
+            BalancerPlan::Remove {
+                server: "botcluster-web".into()
+            }
+        );
+        assert!(wanted().is_some_and(|w| w.upstreams.is_empty()));
     }
 }

@@ -29,7 +29,7 @@ use botcluster_api::{BotClusterStatus, BOTCLUSTER_KIND, FINALIZER};
 use botcluster_store::{now_rfc3339, StoredObject};
 
 use super::autoscale::ScaleStep;
-use super::balancer::{drain_set, plan_balancer, BalancerPlan, ProxyOutcome};
+use super::balancer::{drain_set, BalancerPlan, ProxyOutcome};
 use super::execute::{failures, fold_into_memory, Executed};
 use super::observe::Load;
 use super::status::{derive_status, publish, Facts};
@@ -144,9 +144,8 @@ impl BotClusterReconciler {
         let containers = plan(&desired, &seen, &self.caps(), &self.pool_for(name));
         let drain = drain_set(&look.observed, &containers);
         let balancer = self
-            .view_proxy(name, spec)
-            .await
-            .map(|view| plan_balancer(name, uid, spec, &look.observed, &drain, view.as_ref()));
+            .plan_proxy(name, uid, spec, &look.observed, &drain)
+            .await;
         PassPlan {
             containers,
             drain,
