@@ -158,6 +158,8 @@ pub struct FakeProxy {
     servers: Arc<Mutex<BTreeMap<String, Value>>>,
     traffic: Arc<Mutex<BTreeMap<String, ServerTraffic>>>,
     writes: Arc<AtomicU64>,
+    /// Every call fails as if the proxy did not answer.
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeProxy {
@@ -175,7 +177,20 @@ impl FakeProxy {
             s.insert(name.into(), v);
         }
     }
+    /// Makes every call fail as if the proxy were not running (or answer again).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+    fn up(&self) -> Result<(), ProxyError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(ProxyError(
+                "connection refused (the fake proxy is down)".into(),
+            ));
+        }
+        Ok(())
+    }
     fn held(&self, name: &str) -> Result<Option<Value>, ProxyError> {
+        self.up()?;
         Ok(self
             .servers
             .lock()
@@ -205,6 +220,7 @@ impl ProxyBackend for FakeProxy {
         Ok(self.held(name)?.is_some())
     }
     async fn put_server(&self, name: &str, server: &Rendered) -> Result<(), ProxyError> {
+        self.up()?;
         let server = &server.server;
         let mut s = self
             .servers
@@ -217,6 +233,7 @@ impl ProxyBackend for FakeProxy {
         Ok(())
     }
     async fn remove_server(&self, name: &str) -> Result<bool, ProxyError> {
+        self.up()?;
         let removed = self
             .servers
             .lock()
@@ -240,6 +257,7 @@ impl ProxyBackend for FakeProxy {
             .copied())
     }
     async fn supports_rate_limit(&self) -> Result<bool, ProxyError> {
+        self.up()?;
         Ok(false)
     }
     fn write_count(&self) -> u64 {

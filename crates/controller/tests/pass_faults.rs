@@ -385,3 +385,61 @@ async fn a_slow_start_never_hides_the_passes_decisions_and_is_never_duplicated()
     assert_eq!(st["readyReplicas"], json!(2), "{st}");
     assert_eq!(w.fake.all().len(), 2, "nothing duplicated");
 }
+
+#[tokio::test]
+async fn an_unreachable_load_balancer_is_a_condition_and_a_backoff_and_only_for_clusters_that_use_one(
+) {
+    let (w, proxy) = with_proxy(world());
+    apply(
+        &w,
+        "lb",
+        json!({"replicas": 1, "health": {"enabled": false},
+               "loadBalancer": {"listen": "127.0.0.1:8994"}}),
+    )
+    .await;
+    apply(
+        &w,
+        "plain",
+        json!({"replicas": 1, "health": {"enabled": false}}),
+    )
+    .await;
+    proxy.set_down(true);
+    let err = w.rec.reconcile("lb").await.expect_err("backs off");
+    assert!(err.to_string().contains("load balancer"), "{err}");
+    let st = status(&w, "lb").await;
+    let degraded = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .cloned()
+        .unwrap();
+    assert_eq!(degraded["status"], json!("True"), "{st}");
+    assert!(
+        degraded["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ProxyUnavailable"),
+        "{degraded}"
+    );
+    assert_eq!(
+        w.fake.all().iter().filter(|i| i.name == "lb-0").count(),
+        1,
+        "containers still converge"
+    );
+    // A cluster without a load balancer does not care.
+    w.rec.reconcile("plain").await.unwrap();
+    let st = status(&w, "plain").await;
+    assert!(
+        st["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Degraded" && c["status"] == "False"),
+        "{st}"
+    );
+    // Back: converges and clears.
+    proxy.set_down(false);
+    w.rec.reconcile("lb").await.unwrap();
+    assert!(proxy.servers().contains_key("botcluster-lb"));
+}
