@@ -388,6 +388,33 @@ async fn health(url: &str) -> Option<Value> {
     r.json().await.ok()
 }
 
+/// The distinct host-port listen addresses of these containers' proxy devices.
+fn host_ports(c: &[lxd_client::Instance]) -> BTreeSet<String> {
+    c.iter()
+        .filter_map(|i| {
+            i.devices
+                .get("botcluster-http")
+                .and_then(|d| d.get("listen"))
+                .cloned()
+        })
+        .collect()
+}
+
+/// `/etc/botserver/app.conf` as each instance of the cluster object serves it.
+async fn app_confs(obj: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in instance_urls(obj) {
+        let conf = reqwest::get(format!("{u}/sim/files?path=/etc/botserver/app.conf"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        out.push(conf);
+    }
+    out
+}
+
 fn instance_urls(obj: &Value) -> Vec<String> {
     obj.pointer("/status/instances")
         .and_then(Value::as_array)
@@ -599,23 +626,8 @@ async fn kill_9_mid_convergence_then_restart_converges_with_nothing_duplicated()
         .filter_map(|i| i.config.get("user.botcluster.uid").map(String::as_str))
         .collect();
     assert_eq!(uids.len(), 1, "containers from two incarnations");
-    let ports: BTreeSet<String> = c
-        .iter()
-        .filter_map(|i| {
-            i.devices
-                .get("botcluster-http")
-                .and_then(|d| d.get("listen"))
-                .cloned()
-        })
-        .collect();
-    assert_eq!(ports.len(), 4, "host ports must be unique");
-    for u in instance_urls(&op.get()) {
-        let conf = reqwest::get(format!("{u}/sim/files?path=/etc/botserver/app.conf"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    assert_eq!(host_ports(&c).len(), 4, "host ports must be unique");
+    for conf in app_confs(&op.get()).await {
         assert_eq!(
             conf, "mode=crash-test\n",
             "files must be pushed even after a crash"
@@ -1353,6 +1365,47 @@ async fn a_suspended_cluster_is_reported_not_changed_and_diff_shows_what_resumin
     op.wait_ready();
     assert_eq!(op.containers().await.len(), 2);
     assert!(condition(&op.get(), "Suspended").is_none());
+    op.delete_cluster();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_slower_than_the_budget_run_on_while_status_says_so_and_nothing_is_duplicated() {
+    let Some(mut op) = Operator::start("budget").await else {
+        return;
+    };
+    // A budget far below a container start: every batch goes on in the background.
+    op.kill_9();
+    op.extra_args = vec!["--action-budget".into(), "50ms".into()];
+    op.spawn();
+    op.apply("  replicas: 3\n  files:\n    - path: /etc/botserver/app.conf\n      content: \"mode=budget\\n\"\n");
+    op.wait_for(
+        "status to say actions are still running",
+        Duration::from_secs(60),
+        || async {
+            condition(&op.get(), "Progressing").is_some_and(|c| {
+                c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("still running: create"))
+            })
+        },
+    )
+    .await;
+    op.wait_ready();
+    let c = op.containers().await;
+    assert_eq!(
+        c.len(),
+        3,
+        "{:?}",
+        c.iter().map(|i| &i.name).collect::<Vec<_>>()
+    );
+    assert_eq!(host_ports(&c).len(), 3, "host ports must be unique");
+    for conf in app_confs(&op.get()).await {
+        assert_eq!(conf, "mode=budget\n", "files pushed by a background batch");
+    }
+    let events =
+        String::from_utf8_lossy(&op.botctl(&["status", &op.cluster, "--events", "50"]).stdout)
+            .to_string();
+    assert_eq!(events.matches("Created").count(), 3, "{events}");
     op.delete_cluster();
 }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use botcluster_api::{BotCluster, BOTCLUSTER_KIND};
 use botcluster_controller::backend::{ContainerBackend, FakeBackend, Instance};
-use botcluster_controller::metrics::ControllerMetrics;
 use botcluster_controller::model::*;
 use botcluster_controller::probe::{Probe, ProbeResult};
 use botcluster_controller::proxy::ProxyBackend;
@@ -268,16 +267,7 @@ impl Probe for Failing {
 async fn dry_runs_do_not_count_health_failures() {
     let store = Arc::new(botcluster_store::SqliteStore::in_memory().unwrap());
     let fake = FakeBackend::new();
-    let rec = Reconciler::new(
-        store.clone(),
-        Arc::new(fake.clone()),
-        ControllerMetrics::new(&prometheus::Registry::new()),
-        ReconcilerConfig {
-            check_host_ports: false,
-            ..Default::default()
-        },
-    )
-    .with_probe(Arc::new(Failing));
+    let rec = reconciler(&store, &fake).with_probe(Arc::new(Failing));
     let w = World { store, fake, rec };
     let spec = json!({"replicas": 1, "health": {"retries": 3, "interval": "1s"}});
     apply(&w, "h", spec.clone()).await;
@@ -316,10 +306,9 @@ async fn a_slow_start_never_hides_the_passes_decisions_and_is_never_duplicated()
     let store = Arc::new(botcluster_store::SqliteStore::in_memory().unwrap());
     let fake = FakeBackend::new();
     *fake.start_delay.lock().unwrap() = std::time::Duration::from_millis(1500);
-    let rec = Reconciler::new(
-        store.clone(),
-        Arc::new(fake.clone()),
-        ControllerMetrics::new(&prometheus::Registry::new()),
+    let rec = reconciler_with(
+        &store,
+        &fake,
         ReconcilerConfig {
             check_host_ports: false,
             action_budget: std::time::Duration::from_millis(200),

@@ -543,21 +543,15 @@ pub fn publish(
                 .set(b as f64);
         }
     }
-    m.instances
-        .with_label_values(&[name])
-        .set(status.replicas as i64);
-    m.ready_instances
-        .with_label_values(&[name])
-        .set(status.ready_replicas as i64);
-    m.desired_instances
-        .with_label_values(&[name])
-        .set(status.desired_replicas as i64);
-    m.updated_instances
-        .with_label_values(&[name])
-        .set(status.updated_replicas as i64);
-    m.rollout_stalled
-        .with_label_values(&[name])
-        .set(i64::from(!f.plan.stalled.is_empty()));
+    for (gauge, value) in [
+        (&m.instances, status.replicas),
+        (&m.ready_instances, status.ready_replicas),
+        (&m.desired_instances, status.desired_replicas),
+        (&m.updated_instances, status.updated_replicas),
+        (&m.rollout_stalled, u32::from(!f.plan.stalled.is_empty())),
+    ] {
+        gauge.with_label_values(&[name]).set(i64::from(value));
+    }
     forget_autoscaler_metrics(m, name);
     match f.autoscaler.as_ref().filter(|_| f.spec.autoscaling.enabled) {
         Some((d, _)) => {

@@ -27,15 +27,28 @@ pub fn world() -> World {
 /// A fresh reconciler over `store` and `fake` (a new one is an operator restart: its memory is
 /// empty), with no host-port checks and ports from 21000-21099.
 pub fn reconciler(store: &Arc<SqliteStore>, fake: &FakeBackend) -> Reconciler {
-    Reconciler::new(
-        store.clone(),
-        Arc::new(fake.clone()),
-        ControllerMetrics::new(&prometheus::Registry::new()),
+    reconciler_with(
+        store,
+        fake,
         ReconcilerConfig {
             check_host_ports: false,
             port_range: (21000, 21099),
             ..Default::default()
         },
+    )
+}
+
+/// A reconciler over `store` and `fake` with `config`.
+pub fn reconciler_with(
+    store: &Arc<SqliteStore>,
+    fake: &FakeBackend,
+    config: ReconcilerConfig,
+) -> Reconciler {
+    Reconciler::new(
+        store.clone(),
+        Arc::new(fake.clone()),
+        ControllerMetrics::new(&prometheus::Registry::new()),
+        config,
     )
 }
 
