@@ -233,6 +233,87 @@ impl<R: Reconcile> Controller<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
+    use botcluster_store::{SpecWrite, SqliteStore};
+
+    /// Fails every pass, records when each ran and whether two ever overlapped.
+    struct Failing {
+        runs: Mutex<Vec<Instant>>,
+        running: std::sync::atomic::AtomicBool,
+        overlapped: std::sync::atomic::AtomicBool,
+        reported: Mutex<Vec<Duration>>,
+    }
+
+    #[async_trait]
+    impl Reconcile for Failing {
+        type Error = String;
+        fn kind(&self) -> &'static str {
+            "Thing"
+        }
+        fn resync(&self) -> Duration {
+            Duration::from_millis(50)
+        }
+        async fn reconcile(&self, _key: &str) -> Result<Action, String> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self.running.swap(true, SeqCst) {
+                self.overlapped.store(true, SeqCst);
+            }
+            self.runs.lock().unwrap().push(Instant::now());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.running.store(false, SeqCst);
+            Err("no".into())
+        }
+        async fn report_failure(&self, _key: &str, _n: u32, retry_after: Duration, _e: &str) {
+            self.reported.lock().unwrap().push(retry_after);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_key_waits_out_the_backoff_it_reported_despite_fast_resyncs() {
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        store
+            .apply(SpecWrite {
+                kind: "Thing".into(),
+                meta: botcluster_api::ObjectMeta::named("a"),
+                spec: serde_json::json!({}),
+                expected_resource_version: None,
+                manager: None,
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        let r = Arc::new(Failing {
+            runs: Mutex::new(Vec::new()),
+            running: Default::default(),
+            overlapped: Default::default(),
+            reported: Mutex::new(Vec::new()),
+        });
+        let c = Controller::new(
+            store,
+            r.clone(),
+            ControllerMetrics::new(&prometheus::Registry::new()),
+            4,
+        );
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(c.run(Vec::new(), rx));
+        // Resyncs every 50 ms for 3.2 s; backoff 0.5, 1, 2 s (±20 %): 3 or 4 passes, not 60.
+        tokio::time::sleep(Duration::from_millis(3200)).await;
+        let _ = tx.send(true);
+        let _ = task.await;
+        let runs = r.runs.lock().unwrap().clone();
+        let reported = r.reported.lock().unwrap().clone();
+        assert!((2..=4).contains(&runs.len()), "{} passes", runs.len());
+        for (i, pair) in runs.windows(2).enumerate() {
+            let waited = pair[1] - pair[0];
+            assert!(
+                waited + Duration::from_millis(30) >= reported[i],
+                "pass {} came after {waited:?}, but status said {:?}",
+                i + 2,
+                reported[i]
+            );
+        }
+        assert!(!r.overlapped.load(std::sync::atomic::Ordering::SeqCst));
+    }
 
     #[test]
     fn backoff_doubles_from_half_a_second_to_a_minute() {
