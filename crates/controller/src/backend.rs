@@ -267,15 +267,10 @@ impl ContainerBackend for LxdBackend {
             profiles: Some(r.profiles.clone()),
             ..Default::default()
         };
-        if let Some(member) = &r.target {
-            // Placement over LXD cluster members is the roadmap's next step; say so rather than
-            // silently creating it elsewhere.
-            return Err(BackendError::Other(format!(
-                "creating {} on cluster member {member}: placement on a chosen member is not supported yet",
-                r.name
-            )));
-        }
-        self.client.create_instance(&post).await.map_err(classify)
+        self.client
+            .create_instance_on(&post, r.target.as_deref())
+            .await
+            .map_err(classify)
     }
 
     async fn start(&self, name: &str) -> Result<()> {

@@ -447,6 +447,24 @@ async fn duplicate_create_is_already_exists() {
 }
 
 #[tokio::test]
+async fn a_target_member_reaches_lxd_which_refuses_it_when_not_clustered() {
+    let lxd = lxd_or_skip!();
+    let image = test_image(&lxd).await;
+    let mut cleanup = Cleanup::new(&lxd);
+    let name = cleanup.track(&unique_name("tgt"));
+    let err = lxd
+        .create_instance_on(&container(&name, &image), Some("no-such-member"))
+        .await
+        .expect_err("a standalone LXD has no members");
+    let text = err.to_string();
+    assert!(
+        text.contains("POST /1.0/instances") && text.contains("Target only allowed when clustered"),
+        "{text}"
+    );
+    assert!(lxd.get_instance(&name).await.is_err(), "nothing created");
+}
+
+#[tokio::test]
 async fn reads_make_no_writes_and_observer_sees_every_request() {
     #[derive(Default)]
     struct Recorder(Mutex<Vec<(String, String, u16)>>);

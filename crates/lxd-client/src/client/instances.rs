@@ -84,7 +84,22 @@ impl Client {
     /// - [`Error::NotFound`] when the image alias does not exist;
     /// - [`Error::Other`] 400 for an invalid name, 500 for invalid config/devices.
     pub async fn create_instance(&self, post: &InstancesPost) -> Result<()> {
-        let url = self.url(&["instances"], &[], true)?;
+        self.create_instance_on(post, None).await
+    }
+
+    /// [`Client::create_instance`] on a chosen cluster member (`POST
+    /// /1.0/instances?target=MEMBER`); `None` lets LXD choose (a standalone server ignores
+    /// placement).
+    ///
+    /// # Errors
+    /// As [`Client::create_instance`]; an unknown member is [`Error::Other`] with LXD's words.
+    pub async fn create_instance_on(
+        &self,
+        post: &InstancesPost,
+        target: Option<&str>,
+    ) -> Result<()> {
+        let query: Vec<(&str, &str)> = target.map(|t| ("target", t)).into_iter().collect();
+        let url = self.url(&["instances"], &query, true)?;
         let (reply, env) = self.call(Method::POST, url, Some(post), None).await?;
         self.complete(reply, env).await.map(drop)
     }
