@@ -389,6 +389,13 @@ fn start_operator() -> Result<Operator> {
     let botctl = root.join("target/release/botctl");
     let child = Command::new(&botctl)
         .args(["serve", "--listen", &addr, "--caddy-admin", "none"])
+        // `BENCH_MAX_CREATES=N`: the operator's create bound, to measure what it costs.
+        .args(
+            std::env::var("BENCH_MAX_CREATES")
+                .ok()
+                .map(|n| vec!["--max-concurrent-creates".to_string(), n])
+                .unwrap_or_default(),
+        )
         .env("BOTCLUSTER_DATA_DIR", &dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
