@@ -251,7 +251,8 @@ impl BotClusterReconciler {
         }
     }
 
-    async fn apply_balancer(
+    /// Applies a planned server change and reports what the proxy then holds.
+    pub(crate) async fn apply_balancer(
         &self,
         name: &str,
         spec: &BotClusterSpec,

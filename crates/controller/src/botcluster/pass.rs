@@ -318,7 +318,14 @@ impl BotClusterReconciler {
                 Err(e) => ProxyOutcome::Failed(e.clone()),
             }
         } else {
-            if !pass.containers.actions.is_empty() {
+            if pass.containers.actions.is_empty() {
+                // Nothing changed since the plan (nothing to drain either): apply the load
+                // balancer's part of it rather than asking the proxy a second time.
+                match pass.balancer.clone() {
+                    Ok(plan) => self.apply_balancer(name, spec, plan).await,
+                    Err(e) => ProxyOutcome::Failed(e),
+                }
+            } else {
                 self.drain(name, uid, spec, &observed, &pass.drain).await;
                 done = self.run_batch(name, spec, &pass.containers).await;
                 fold_into_memory(&done, mem);
@@ -326,10 +333,10 @@ impl BotClusterReconciler {
                 self.mark_in_flight(name, &mut again);
                 observed = again;
                 self.remember_ports(name, &observed);
+                // From what is ready now (new instances join, drained ones stay out).
+                self.converge_proxy(name, uid, spec, &observed, &BTreeSet::new())
+                    .await
             }
-            // From what is ready now (new instances join, drained ones stay out).
-            self.converge_proxy(name, uid, spec, &observed, &BTreeSet::new())
-                .await
         };
         let mut failed = failures(&earlier);
         failed.extend(failures(&done));
