@@ -13,6 +13,7 @@
 //! | GET | `/api/v1/botclusters/{name}/events` | event log (`?limit=N`) |
 
 mod auth;
+mod body;
 mod error;
 mod handlers;
 pub mod metrics;
