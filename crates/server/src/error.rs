@@ -78,3 +78,20 @@ impl IntoResponse for ApiError {
         (self.status, Json(self.body)).into_response()
     }
 }
+
+/// What a panic in a handler becomes: a logged 500 in the one error shape, never a dropped
+/// connection. The panic's text goes to the log only (it may quote internals).
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = %what, "a request handler panicked; answered 500");
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal",
+        "the server failed while handling this request (a bug, logged on the server); nothing more was done for it, and what was already stored is intact",
+    )
+    .into_response()
+}

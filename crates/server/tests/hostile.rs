@@ -1,0 +1,188 @@
+//! Hostile requests at the HTTP API, in-process on the real SQLite store: a panic becomes a
+//! JSON 500, made-up methods add no metric series, huge bodies cost bounded work off the async
+//! workers while `/healthz` keeps answering, and every refusal has the `{code, message}` shape.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use botcluster_api::BotCluster;
+use botcluster_server::{router, AppState, Metrics, PlanPreview, Preview};
+use botcluster_store::{SqliteStore, Store};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+struct Api {
+    app: axum::Router,
+    store: Arc<SqliteStore>,
+    metrics: Metrics,
+    _dir: tempfile::TempDir,
+}
+
+fn api_with(preview: Option<Arc<dyn PlanPreview>>) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let metrics = Metrics::new();
+    let state = AppState {
+        store: store.clone(),
+        token: Arc::new(TOKEN.into()),
+        metrics: metrics.clone(),
+        preview,
+    };
+    Api {
+        app: router(state),
+        store,
+        metrics,
+        _dir: dir,
+    }
+}
+
+fn api() -> Api {
+    api_with(None)
+}
+
+struct Resp {
+    status: StatusCode,
+    ctype: String,
+    body: Value,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, ctype: &str, body: impl Into<Body>) -> Resp {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ctype)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(body.into())
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Resp {
+            status,
+            ctype,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+}
+
+fn minimal(name: &str) -> String {
+    format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: botcluster-botserver\n")
+}
+
+fn assert_error_shape(r: &Resp, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert!(
+        r.ctype.starts_with("application/json"),
+        "content-type {:?}",
+        r.ctype
+    );
+    assert_eq!(r.body["code"], code, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().is_some_and(|m| m.len() > 10),
+        "{}",
+        r.body
+    );
+}
+
+struct PanickingPlanner;
+
+#[async_trait]
+impl PlanPreview for PanickingPlanner {
+    async fn preview(&self, _: &BotCluster) -> Result<Preview, String> {
+        panic!("planner bug");
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_a_handler_is_a_json_500_and_the_server_keeps_serving() {
+    let api = api_with(Some(Arc::new(PanickingPlanner)));
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/botclusters/web?dryRun=true",
+            "application/yaml",
+            minimal("web"),
+        )
+        .await;
+    assert_error_shape(&r, StatusCode::INTERNAL_SERVER_ERROR, "Internal");
+    assert!(!r.body["message"].as_str().unwrap().contains("planner bug"));
+    assert!(api.store.get("BotCluster", "web").await.unwrap().is_none());
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/botclusters/web",
+            "application/yaml",
+            minimal("web"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(api
+        .metrics
+        .render()
+        .contains(r#"botcluster_http_requests_total{code="500",method="PUT",route="/api/v1/botclusters/{name}"} 1"#));
+}
+
+/// Series of one metric family in the text format.
+fn series(text: &str, family: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .count()
+}
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_metric_series() {
+    let api = api();
+    let probe = |m: &str, p: &str| {
+        Request::builder()
+            .method(m)
+            .uri(p)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A baseline of each kind: a known route, an unknown path, a made-up method.
+    for (m, p) in [
+        ("GET", "/healthz"),
+        ("GET", "/no/such/path"),
+        ("BREW", "/healthz"),
+        ("BREW", "/no/such/path"),
+        ("BREW", "/api/v1/botclusters/x"),
+    ] {
+        api.app.clone().oneshot(probe(m, p)).await.unwrap();
+    }
+    let text = api.metrics.render();
+    let before = (
+        series(&text, "botcluster_http_requests_total"),
+        series(&text, "botcluster_http_request_duration_seconds_count"),
+    );
+    // Without a token, an attacker varies methods and paths.
+    for i in 0..200 {
+        for (m, p) in [
+            (format!("X{i}"), "/healthz".to_string()),
+            (format!("M{i}"), format!("/api/v1/botclusters/n{i}")),
+            ("GET".to_string(), format!("/random/{i}")),
+            (format!("Z{i}"), format!("/random/{i}")),
+        ] {
+            api.app.clone().oneshot(probe(&m, &p)).await.unwrap();
+        }
+    }
+    let text = api.metrics.render();
+    let after = (
+        series(&text, "botcluster_http_requests_total"),
+        series(&text, "botcluster_http_request_duration_seconds_count"),
+    );
+    assert_eq!(before, after, "new series appeared:\n{text}");
+    assert!(text.contains(r#"method="other""#), "{text}");
+    assert!(!text.contains("X1"), "{text}");
+}
