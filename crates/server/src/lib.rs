@@ -13,6 +13,7 @@
 //! | GET | `/api/v1/botclusters/{name}/events` | event log (`?limit=N`) |
 
 mod auth;
+mod body;
 mod error;
 mod handlers;
 pub mod metrics;
@@ -87,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .merge(api)
         .fallback(handlers::not_found)
+        // Inside the metrics layer, so a panic is counted as the 500 it becomes.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
