@@ -16,6 +16,7 @@
 //! current by the store's watch; writes go to the store.
 
 mod auth;
+mod body;
 pub mod cache;
 pub mod collection;
 mod error;
@@ -112,6 +113,10 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
         .merge(api)
         .fallback(handlers::not_found)
         .layer(Extension(cache))
+        // Inside the metrics layer, so a panic is counted as the 500 it becomes.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use super::FieldError;
 
+pub use crate::quantity::MAX_DURATION;
+
 pub(super) struct Errors(pub(super) Vec<FieldError>);
 
 impl Errors {
@@ -22,6 +24,16 @@ impl Errors {
         d: &crate::Duration,
     ) -> Option<std::time::Duration> {
         match d.parse() {
+            Ok(v) if v > MAX_DURATION => {
+                self.push(
+                    field,
+                    format!(
+                        "\"{d}\" is longer than {}h, the longest duration any setting here takes; shorten it",
+                        MAX_DURATION.as_secs() / 3600
+                    ),
+                );
+                None
+            }
             Ok(v) => Some(v),
             Err(e) => {
                 self.push(field, e);

@@ -8,6 +8,7 @@ mod autoscaling;
 mod cache;
 mod checks;
 mod errors;
+mod lengths;
 mod load_balancer;
 mod resources;
 mod sharding;
@@ -19,7 +20,9 @@ use crate::spec::BotClusterSpec;
 use crate::{BotCluster, API_VERSION, BOTCLUSTER_KIND, MAX_NAME_LEN};
 
 use checks::Errors;
-pub use errors::{FieldError, ValidationErrors};
+pub use checks::MAX_DURATION;
+pub use errors::{FieldError, ValidationErrors, MAX_FIELD_ERRORS};
+pub use lengths::{string_lengths, MAX_KEY_BYTES, MAX_LONG_STRING_BYTES, MAX_STRING_BYTES};
 
 /// Most instances one cluster may have.
 pub const MAX_INSTANCES: u32 = 1000;
@@ -127,8 +130,9 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
                 ),
             );
         } else {
-            let size = u32::from(r.end - r.start) + 1;
-            let need = most + s.update_strategy.max_surge;
+            // u64: user numbers never meet in u32 arithmetic, which a large maxSurge overflows.
+            let size = u64::from(r.end - r.start) + 1;
+            let need = u64::from(most) + u64::from(s.update_strategy.max_surge);
             e.check(size >= need, "spec.hostPorts", || {
                 format!(
                     "{}-{} holds {size} ports but up to {need} instances can exist (instances + maxSurge); widen the range",
@@ -188,8 +192,19 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
             || format!("\"{k}\" is not an environment variable name; use letters, digits and '_'"),
         );
     }
+    for (f, v) in [
+        (
+            "spec.updateStrategy.maxUnavailable",
+            s.update_strategy.max_unavailable,
+        ),
+        ("spec.updateStrategy.maxSurge", s.update_strategy.max_surge),
+    ] {
+        e.check(v <= MAX_INSTANCES, f, || {
+            format!("{v} is more than {MAX_INSTANCES} (the most instances a cluster may have); lower it")
+        });
+    }
     e.check(
-        s.update_strategy.max_unavailable + s.update_strategy.max_surge >= 1,
+        s.update_strategy.max_unavailable > 0 || s.update_strategy.max_surge > 0,
         "spec.updateStrategy",
         || "maxUnavailable and maxSurge are both 0, so no replacement could ever start; set one to at least 1".into(),
     );
