@@ -23,6 +23,7 @@ mod error;
 mod handlers;
 pub mod metrics;
 pub mod selector;
+mod shards;
 
 use std::sync::Arc;
 
@@ -103,6 +104,11 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
         )
         .route("/api/v1/botclusters/{name}/status", get(handlers::status))
         .route("/api/v1/botclusters/{name}/events", get(handlers::events))
+        .route("/api/v1/botclusters/{name}/shards", get(shards::shards))
+        .route(
+            "/api/v1/botclusters/{name}/shards/route",
+            get(shards::route),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
