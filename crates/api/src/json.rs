@@ -154,9 +154,12 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_refused_naming_the_key() {
-        let err = parse_json(r#"{"spec": {"image": "a", "image": "b"}}"#, Limits::default())
-            .unwrap_err()
-            .to_string();
+        let err = parse_json(
+            r#"{"spec": {"image": "a", "image": "b"}}"#,
+            Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("\"image\" appears twice"), "{err}");
     }
 
