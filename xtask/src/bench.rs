@@ -120,15 +120,53 @@ fn keep_lxc_logs(names: &[String], run: &str) {
     }
 }
 
+/// Force-stops and deletes a column's containers. Like `LxdBackend::delete`, it waits for
+/// LXD 5.0.2's stop hooks (`lxd callhook ... stop`, run after the stop operation returns)
+/// before deleting: deleting at once makes those hooks fail on a missing instance, which was
+/// seen next to every batch of stalled starts that followed.
 async fn cleanup(lxd: &Client, prefix: &str) {
-    if let Ok(all) = lxd.list_instances(None).await {
-        for i in all.into_iter().filter(|i| i.name.starts_with(prefix)) {
-            let _ = lxd
-                .change_state(&i.name, &InstanceStatePut::stop().force(true))
-                .await;
-            let _ = lxd.delete_instance(&i.name).await;
-        }
+    let Ok(all) = lxd.list_instances(None).await else {
+        return;
+    };
+    let names: Vec<String> = all
+        .into_iter()
+        .map(|i| i.name)
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    for n in &names {
+        let _ = lxd
+            .change_state(n, &InstanceStatePut::stop().force(true))
+            .await;
     }
+    if names.is_empty() {
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    for _ in 0..40 {
+        if !operations_running(lxd, prefix).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for n in &names {
+        let _ = lxd.delete_instance(n).await;
+    }
+}
+
+/// Whether any running LXD operation names an instance starting with `prefix`.
+async fn operations_running(lxd: &Client, prefix: &str) -> bool {
+    let Ok(v) = lxd
+        .request("GET", "/1.0/operations?recursion=1", None)
+        .await
+    else {
+        return false;
+    };
+    let needle = format!("/1.0/instances/{prefix}");
+    v.get("running")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .any(|op| op.to_string().contains(&needle))
 }
 
 fn free_block(n: u16) -> u16 {
