@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use lxd_client::{Client, InstanceSource, InstanceStatePut, InstancesPost};
 
 use crate::project_root;
+use crate::util::target_dir;
 
 const IMAGE: &str = "botcluster-botserver";
 
@@ -110,7 +111,7 @@ fn start_failures(from: u64, prefix: &str) -> Vec<String> {
 fn keep_lxc_logs(names: &[String], run: &str) {
     let base = lxd_log();
     let Some(dir) = base.parent() else { return };
-    let out = project_root().join("target/bench-logs");
+    let out = target_dir().join("bench-logs");
     let _ = std::fs::create_dir_all(&out);
     for n in names {
         let _ = std::fs::copy(
@@ -418,13 +419,14 @@ fn start_operator() -> Result<Operator> {
     if !status.success() {
         bail!("building botctl failed");
     }
-    let dir = root.join(format!("target/bench-{}", std::process::id()));
+    let target = target_dir();
+    let dir = target.join(format!("bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let botctl = root.join("target/release/botctl");
+    let botctl = target.join("release/botctl");
     let child = Command::new(&botctl)
         .args(["serve", "--listen", &addr, "--caddy-admin", "none"])
         // `BENCH_MAX_CREATES=N`: the operator's create bound, to measure what it costs.
@@ -437,8 +439,8 @@ fn start_operator() -> Result<Operator> {
         .env("BOTCLUSTER_DATA_DIR", &dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(root.join(format!(
-            "target/bench-operator-{}.log",
+        .stderr(std::fs::File::create(target.join(format!(
+            "bench-operator-{}.log",
             std::process::id()
         )))?)
         .spawn()?;
