@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
 //!
 //! Steps: `cargo fmt --check`; `cargo clippy --all-features -D warnings`; the real daemons the
-//! end-to-end tests use (`lxd-up`, `caddy-up`); `cargo test --workspace`, then
+//! end-to-end tests use (`lxd-up`, `caddy-up`, `pg-up`); `cargo test --workspace`, then
 //! `cargo test -p lxd-client --all-features`; then
 //! the tally line `end-to-end tests: N ran, M skipped` (with each skip's reason). Under a truthy
 //! `CI` (`true`, `1`...: `test_support::ci`) the end-to-end tests fail instead of skipping when
@@ -62,6 +62,8 @@ pub fn run(args: &[&str]) -> Result<()> {
         crate::lxd::up(&[])?;
         println!("==> cargo xtask caddy-up");
         crate::caddy::up(&[])?;
+        println!("==> cargo xtask pg-up");
+        crate::pg::up(&[])?;
         ensure_promtool()?;
     }
     let tally = tally_path();

@@ -10,6 +10,7 @@ mod caddy;
 mod ci;
 mod demo;
 mod lxd;
+mod pg;
 mod schema;
 mod util;
 
@@ -23,7 +24,7 @@ Chores:
   bench converge  time from asking for N containers to all serving: the LXD floor, the
                   chapter's sequential lxc loop, and botctl apply (--runs N, --sizes 1,5,10)
   bench react     simulated time to react to load steps: the autoscaler vs the seed's loop
-  ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, all tests
+  ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, caddy-up, pg-up, all tests
                   (--no-daemons: skip starting LXD)
   schema          write manifests/botcluster.schema.json from the API types
   schema --check  fail if manifests/botcluster.schema.json is stale
@@ -33,6 +34,9 @@ Chores:
                   (alias $BOTCLUSTER_TEST_IMAGE, default botcluster-botserver)
   caddy-up        install and run Caddy detached, admin API only ($BOTCLUSTER_CADDY_ADMIN)
   caddy-down      stop the Caddy that caddy-up started
+  pg-up           install PostgreSQL if missing, run a private cluster on 127.0.0.1
+                  ($BOTCLUSTER_PG_PORT, default 54329); prints its URL as the last line
+  pg-down         stop the PostgreSQL that pg-up started
   help            this text
 ";
 
@@ -49,6 +53,8 @@ fn main() -> Result<()> {
         Some("image") => lxd::image(&rest),
         Some("caddy-up") => caddy::up(&rest),
         Some("caddy-down") => caddy::down(&rest),
+        Some("pg-up") => pg::up(&rest),
+        Some("pg-down") => pg::down(&rest),
         None | Some("help") | Some("--help") | Some("-h") => {
             print!("{HELP}");
             Ok(())

@@ -5,6 +5,7 @@
 //! [`import::import_config_csv`].
 
 pub mod import;
+pub mod json;
 pub mod meta;
 pub mod quantity;
 pub mod schema;

@@ -88,6 +88,11 @@ impl JsonSchema for Duration {
     }
 }
 
+/// Longest duration any setting takes (intervals, timeouts, cooldowns, windows): a week.
+/// Longer values are typos, and would overflow clock arithmetic in the controller;
+/// validation refuses them.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// Parses `500ms`, `30s`, `5m`, `1h`, `1h30m`, `90` (seconds).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
@@ -130,7 +135,12 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         total = total.saturating_add(n.saturating_mul(millis));
         rest = &rest[unit_len..];
     }
-    let millis = u64::try_from(total).map_err(|_| format!("\"{text}\" is too long"))?;
+    let millis = u64::try_from(total).map_err(|_| {
+        format!(
+            "\"{text}\" is far longer than {}h, the longest duration any setting takes",
+            MAX_DURATION.as_secs() / 3600
+        )
+    })?;
     Ok(std::time::Duration::from_millis(millis))
 }
 
@@ -258,6 +268,9 @@ fn parse_with_units(text: &str, units: &[(&str, u64)], example: &str) -> Result<
     Ok(total.round() as u64)
 }
 
+/// Most CPUs a limit may name (Linux's `NR_CPUS` ceiling); CPU numbers go from 0 to one less.
+pub const MAX_CPUS: u32 = 8192;
+
 /// A CPU limit as LXD reads `limits.cpu`: a count of CPUs (`"4"`, or the integer 4) or a CPU set
 /// (`"0-1"`, `"0,2"`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -281,31 +294,49 @@ impl CpuLimit {
                 "\"{t}\" is not a CPU limit; write a count such as \"4\" or a CPU set such as \"0-1\" or \"0,2\""
             )
         };
+        let too_many = || {
+            format!(
+                "\"{t}\" names more than {MAX_CPUS} CPUs or a CPU above {}; Linux has at most {MAX_CPUS}",
+                MAX_CPUS - 1
+            )
+        };
         if let Ok(n) = t.parse::<u32>() {
-            return if n == 0 {
-                Err("0 CPUs would stop the container; use at least 1".into())
-            } else {
-                Ok(n)
+            return match n {
+                0 => Err("0 CPUs would stop the container; use at least 1".into()),
+                n if n > MAX_CPUS => Err(too_many()),
+                n => Ok(n),
             };
         }
+        let cpu = |s: &str| -> Result<u32, String> {
+            let s = s.trim();
+            if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            // A number too large for u32 is still a CPU number, just an impossible one.
+            match s.parse::<u32>() {
+                Ok(n) if n < MAX_CPUS => Ok(n),
+                _ => Err(too_many()),
+            }
+        };
         let mut count = 0u32;
         for part in t.split(',') {
-            match part.split_once('-') {
+            let span = match part.split_once('-') {
                 Some((a, b)) => {
-                    let a: u32 = a.trim().parse().map_err(|_| bad())?;
-                    let b: u32 = b.trim().parse().map_err(|_| bad())?;
+                    let (a, b) = (cpu(a)?, cpu(b)?);
                     if b < a {
                         return Err(bad());
                     }
-                    count += b - a + 1;
+                    b - a + 1
                 }
-                None if part.trim().chars().all(|c| c.is_ascii_digit())
-                    && !part.trim().is_empty() =>
-                {
-                    count += 1
+                None => {
+                    cpu(part)?;
+                    1
                 }
-                None => return Err(bad()),
-            }
+            };
+            count = count
+                .checked_add(span)
+                .filter(|c| *c <= MAX_CPUS)
+                .ok_or_else(too_many)?;
         }
         Ok(count)
     }

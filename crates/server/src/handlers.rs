@@ -1,18 +1,20 @@
 //! The endpoints.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use botcluster_api::yaml::{botcluster_from_value, parse_values, Limits, ParseError};
-use botcluster_api::{BotCluster, BotClusterStatus, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
+use axum::{Extension, Json};
+use botcluster_api::{BotCluster, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
-use crate::{ApiError, AppState, CHANGE_HEADER, MAX_BODY_BYTES};
+use crate::cache::{CachedObject, WatchCache};
+use crate::collection::{json_response, sync};
+use crate::{ApiError, AppState, CHANGE_HEADER};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -32,12 +34,15 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(s): State<AppState>) -> Response {
-    if let Ok(all) = s.store.list(BOTCLUSTER_KIND).await {
+pub async fn metrics(
+    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
+) -> Response {
+    if sync(&cache).await.is_ok() {
         s.metrics
             .objects
             .with_label_values(&[BOTCLUSTER_KIND])
-            .set(all.len() as i64);
+            .set(cache.count(BOTCLUSTER_KIND) as i64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -68,21 +73,10 @@ pub fn to_document(obj: &StoredObject) -> Value {
     doc
 }
 
-pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = s
-        .store
-        .list(BOTCLUSTER_KIND)
-        .await?
-        .iter()
-        .map(to_document)
-        .collect();
-    Ok(Json(
-        json!({"apiVersion": API_VERSION, "kind": "BotClusterList", "items": items}),
-    ))
-}
-
-async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
-    s.store.get(BOTCLUSTER_KIND, name).await?.ok_or_else(|| {
+/// One object from the watch cache, after it caught up with the store (404 if absent).
+async fn load(cache: &WatchCache, name: &str) -> ApiResult<Arc<CachedObject>> {
+    sync(cache).await?;
+    cache.get(BOTCLUSTER_KIND, name).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -92,33 +86,32 @@ async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
 }
 
 pub async fn get_one(
-    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(to_document(&load(&s, &name).await?)))
+) -> ApiResult<Response> {
+    Ok(json_response(
+        StatusCode::OK,
+        load(&cache, &name).await?.doc.clone(),
+    ))
 }
 
-pub async fn status(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let obj = load(&s, &name).await?;
-    let status = if obj.status.is_null() {
-        serde_json::to_value(BotClusterStatus::default()).unwrap_or(Value::Null)
-    } else {
-        obj.status
-    };
-    Ok(Json(json!({
-        "name": name,
-        "generation": obj.meta.generation,
-        "deletionTimestamp": obj.meta.deletion_timestamp,
-        "status": status,
-    })))
+pub async fn status(
+    Extension(cache): Extension<Arc<WatchCache>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(json_response(
+        StatusCode::OK,
+        load(&cache, &name).await?.status_doc.clone(),
+    ))
 }
 
 pub async fn events(
     State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    load(&s, &name).await?;
+    load(&cache, &name).await?;
     let limit = match q.get("limit") {
         None => 50,
         Some(l) => l
@@ -143,41 +136,6 @@ fn dry_run(q: &HashMap<String, String>) -> ApiResult<bool> {
     }
 }
 
-/// Reads a body within [`MAX_BODY_BYTES`] and turns it into one JSON value (JSON or YAML).
-async fn read_document(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "TooLarge",
-            format!("the request body is over {MAX_BODY_BYTES} bytes; a BotCluster is far smaller, so check what is being sent"),
-        )
-    })?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mut values = if ctype.starts_with("application/json") {
-        vec![serde_json::from_str::<Value>(text)
-            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?]
-    } else {
-        parse_values(text, Limits::default()).map_err(|e| match e {
-            ParseError::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", e.to_string())
-            }
-            other => ApiError::bad_request(other.to_string()),
-        })?
-    };
-    match values.len() {
-        1 => Ok(values.remove(0)),
-        0 => Err(ApiError::bad_request("the body is empty; send one BotCluster document")),
-        n => Err(ApiError::bad_request(format!(
-            "the body holds {n} documents; PUT takes one (botctl apply sends each document separately)"
-        ))),
-    }
-}
-
 pub async fn put(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -186,29 +144,9 @@ pub async fn put(
     body: Body,
 ) -> ApiResult<Response> {
     let dry = dry_run(&q)?;
-    let mut doc = read_document(&headers, body).await?;
-    // The path names the object; a body without a name takes it, a different name is an error.
-    match doc.pointer("/metadata/name").and_then(Value::as_str) {
-        Some(n) if n != name => {
-            return Err(ApiError::bad_request(format!(
-            "metadata.name \"{n}\" differs from the name in the URL \"{name}\"; make them the same"
-        )))
-        }
-        Some(_) => {}
-        None => {
-            if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("name".into(), Value::String(name.clone()));
-            } else if let Some(obj) = doc.as_object_mut() {
-                obj.insert("metadata".into(), json!({"name": name}));
-            }
-        }
-    }
-    // Status is the controller's; a client's status is ignored, as in Kubernetes.
-    if let Some(obj) = doc.as_object_mut() {
-        obj.remove("status");
-    }
+    let decoded = crate::body::read_object(&headers, body, &name).await?;
     let kind_label = BOTCLUSTER_KIND;
-    let bc: BotCluster = match botcluster_from_value(doc) {
+    let bc: BotCluster = match decoded {
         Ok(bc) => bc,
         Err(errors) => {
             s.metrics
@@ -289,8 +227,12 @@ pub async fn put(
     Ok(resp)
 }
 
-pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    load(&s, &name).await?;
+pub async fn delete(
+    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    load(&cache, &name).await?;
     match s.store.delete(BOTCLUSTER_KIND, &name).await? {
         Deleted::Removed => Ok((
             StatusCode::OK,

@@ -95,10 +95,28 @@ impl Default for Metrics {
     }
 }
 
-/// Counts and times every request, labelled by the matched route (not the raw path).
+/// The `method` label: a method the API knows, or `other`. Any client, even without a token,
+/// chooses the method, so the label must not be its text: each new value would be a new
+/// series for as long as the process runs.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// Counts and times every request, labelled by a known method and the matched route template
+/// (never the raw path or method text: both are the client's choice).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -107,10 +125,10 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let resp = next.run(req).await;
     let m = &state.metrics;
     m.requests
-        .with_label_values(&[&method, &route, resp.status().as_str()])
+        .with_label_values(&[method, &route, resp.status().as_str()])
         .inc();
     m.latency
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, &route])
         .observe(started.elapsed().as_secs_f64());
     resp
 }

@@ -5,11 +5,19 @@ use std::net::IpAddr;
 
 use super::FieldError;
 
+pub use crate::quantity::MAX_DURATION;
+
 pub(super) struct Errors(pub(super) Vec<FieldError>);
 
 impl Errors {
     pub(super) fn push(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(field, message));
+    }
+    /// Records the error of a rule that returns `Err(message)`.
+    pub(super) fn rule(&mut self, field: &str, r: Result<(), String>) {
+        if let Err(m) = r {
+            self.push(field, m);
+        }
     }
     pub(super) fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String) {
         if !ok {
@@ -22,6 +30,16 @@ impl Errors {
         d: &crate::Duration,
     ) -> Option<std::time::Duration> {
         match d.parse() {
+            Ok(v) if v > MAX_DURATION => {
+                self.push(
+                    field,
+                    format!(
+                        "\"{d}\" is longer than {}h, the longest duration any setting here takes; shorten it",
+                        MAX_DURATION.as_secs() / 3600
+                    ),
+                );
+                None
+            }
             Ok(v) => Some(v),
             Err(e) => {
                 self.push(field, e);

@@ -1,0 +1,317 @@
+//! Against the real git: temp repositories, file:// and local-path URLs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use git_client::{Git, GitCli, GitError, GitRef, Remote, RepoUrl};
+
+/// A bare "remote" and a work tree that pushes to it.
+struct Upstream {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    bare: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Upstream {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let bare = tmp.path().join("remote.git");
+        std::fs::create_dir_all(&work).unwrap();
+        git(
+            tmp.path(),
+            &["init", "-q", "--bare", bare.to_str().unwrap()],
+        );
+        git(&work, &["init", "-q"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        Upstream {
+            _tmp: tmp,
+            work,
+            bare,
+        }
+    }
+    fn commit(&self, files: &[(&str, Option<&str>)], msg: &str) -> String {
+        for (p, content) in files {
+            let full = self.work.join(p);
+            match content {
+                Some(c) => {
+                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                    std::fs::write(&full, c).unwrap();
+                }
+                None => {
+                    let _ = std::fs::remove_file(&full);
+                }
+            }
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "--allow-empty", "-m", msg]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", "HEAD:refs/heads/main"],
+        );
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+    fn file_url(&self) -> RepoUrl {
+        RepoUrl::parse(&format!("file://{}", self.bare.display())).unwrap()
+    }
+    fn remote(&self) -> Remote {
+        Remote::new(self.file_url(), Duration::from_secs(20))
+    }
+}
+
+fn branch() -> GitRef {
+    GitRef::Branch("main".into())
+}
+
+#[tokio::test]
+async fn resolve_fetch_and_read_the_yaml_under_a_path() {
+    let up = Upstream::new();
+    let first = up.commit(
+        &[
+            ("clusters/a.yaml", Some("a: 1\n")),
+            ("clusters/sub/b.yml", Some("b: 2\n")),
+            ("clusters/notes.md", Some("no")),
+            ("other/c.yaml", Some("c: 3\n")),
+            ("clusters-old.yaml", Some("x: 1\n")),
+        ],
+        "one",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let git = GitCli::new(cache.path());
+    let remote = up.remote();
+    assert_eq!(git.resolve(&remote, &branch()).await.unwrap(), first);
+    assert_eq!(git.fetch(&remote, &branch()).await.unwrap(), first);
+    let files = git
+        .read_files(&remote, &first, "clusters", &[".yaml", ".yml"])
+        .await
+        .unwrap();
+    let got: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.content.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("clusters/a.yaml", &b"a: 1\n"[..]),
+            ("clusters/sub/b.yml", &b"b: 2\n"[..])
+        ]
+    );
+
+    // A new commit: resolve sees it without fetching; the old commit stays readable.
+    let second = up.commit(&[("clusters/a.yaml", None)], "two");
+    assert_eq!(git.resolve(&remote, &branch()).await.unwrap(), second);
+    assert_eq!(git.fetch(&remote, &branch()).await.unwrap(), second);
+    let files = git
+        .read_files(&remote, &second, "clusters", &[".yaml"])
+        .await
+        .unwrap();
+    assert!(files.is_empty(), "{files:?}");
+    let root = git
+        .read_files(&remote, &second, "", &[".yaml"])
+        .await
+        .unwrap();
+    assert_eq!(
+        root.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+        ["clusters-old.yaml", "other/c.yaml"]
+    );
+    assert!(matches!(
+        git.read_files(&remote, &second, "nowhere", &[".yaml"])
+            .await,
+        Err(GitError::PathNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_local_path_tags_and_commits_work_too() {
+    let up = Upstream::new();
+    let first = up.commit(&[("a.yaml", Some("a: 1\n"))], "one");
+    git(&up.work, &["tag", "-a", "v1", "-m", "v1"]);
+    git(&up.work, &["push", "-q", "origin", "v1"]);
+    let _second = up.commit(&[("a.yaml", Some("a: 2\n"))], "two");
+    let cache = tempfile::tempdir().unwrap();
+    let git = GitCli::new(cache.path());
+    let remote = Remote::new(
+        RepoUrl::parse(up.bare.to_str().unwrap()).unwrap(),
+        Duration::from_secs(20),
+    );
+    let tag = GitRef::Tag("v1".into());
+    // An annotated tag resolves to its commit, not the tag object.
+    assert_eq!(git.resolve(&remote, &tag).await.unwrap(), first);
+    assert_eq!(git.fetch(&remote, &tag).await.unwrap(), first);
+    let pinned = GitRef::Commit(first.clone());
+    assert_eq!(git.fetch(&remote, &pinned).await.unwrap(), first);
+    let files = git
+        .read_files(&remote, &first, ".", &[".yaml"])
+        .await
+        .unwrap();
+    assert_eq!(files[0].content, b"a: 1\n");
+}
+
+#[tokio::test]
+async fn unknown_refs_and_commits_are_named_in_the_error() {
+    let up = Upstream::new();
+    up.commit(&[("a.yaml", Some("a: 1\n"))], "one");
+    let cache = tempfile::tempdir().unwrap();
+    let git = GitCli::new(cache.path());
+    let remote = up.remote();
+    let nope = GitRef::Branch("nope".into());
+    let e = git.resolve(&remote, &nope).await.unwrap_err();
+    assert!(matches!(e, GitError::RefNotFound { .. }), "{e}");
+    assert!(e.to_string().contains("branch nope"), "{e}");
+    let e = git.fetch(&remote, &nope).await.unwrap_err();
+    assert!(matches!(e, GitError::RefNotFound { .. }), "{e}");
+    let e = git
+        .fetch(&remote, &GitRef::Commit("0".repeat(40)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitError::CommitNotFound { .. }), "{e}");
+    let e = git
+        .fetch(&remote, &GitRef::Branch("--upload-pack=touch".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitError::Invalid { what: "branch", .. }), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreachable_remote_fails_with_git_s_reason() {
+    let cache = tempfile::tempdir().unwrap();
+    let git = GitCli::new(cache.path());
+    let remote = Remote::new(
+        RepoUrl::parse("file:///nonexistent/repo.git").unwrap(),
+        Duration::from_secs(20),
+    );
+    let e = git.resolve(&remote, &branch()).await.unwrap_err();
+    assert!(matches!(e, GitError::Failed { .. }), "{e}");
+    assert!(e.is_transient());
+    assert!(e.to_string().contains("/nonexistent/repo.git"), "{e}");
+}
+
+#[tokio::test]
+async fn a_broken_cache_is_rebuilt_and_the_fetch_succeeds() {
+    let up = Upstream::new();
+    let first = up.commit(&[("a.yaml", Some("a: 1\n"))], "one");
+    let cache = tempfile::tempdir().unwrap();
+    let git = GitCli::new(cache.path());
+    let remote = up.remote();
+    git.fetch(&remote, &branch()).await.unwrap();
+    let dir = git.cache_dir(&remote.url);
+    // What a crash or a full disk may leave: a truncated HEAD, an objects dir gone, stale locks.
+    std::fs::write(dir.join("HEAD"), "garbage").unwrap();
+    std::fs::remove_dir_all(dir.join("objects")).unwrap();
+    assert_eq!(git.fetch(&remote, &branch()).await.unwrap(), first);
+    std::fs::write(dir.join("shallow.lock"), "").unwrap();
+    std::fs::create_dir_all(dir.join("refs/botcluster/heads")).unwrap();
+    std::fs::write(dir.join("refs/botcluster/heads/main.lock"), "").unwrap();
+    let second = up.commit(&[("a.yaml", Some("a: 2\n"))], "two");
+    assert_eq!(git.fetch(&remote, &branch()).await.unwrap(), second);
+    let files = git
+        .read_files(&remote, &second, "", &[".yaml"])
+        .await
+        .unwrap();
+    assert_eq!(files[0].content, b"a: 2\n");
+}
+
+#[tokio::test]
+async fn a_hanging_git_is_killed_at_the_timeout_with_its_children() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("child-alive");
+    let fake = tmp.path().join("fake-git");
+    // A "git" that starts a child and hangs; the child would write the marker after 3 s.
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n(sleep 3; touch {}) &\nsleep 30\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let git = GitCli::new(tmp.path().join("cache")).with_program(&fake);
+    let remote = Remote::new(
+        RepoUrl::parse("https://git.example.com/o/r.git").unwrap(),
+        Duration::from_millis(300),
+    );
+    let started = Instant::now();
+    let e = git.resolve(&remote, &branch()).await.unwrap_err();
+    assert!(matches!(e, GitError::Timeout { .. }), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!marker.exists(), "a child of the timed-out git lived on");
+}
+
+#[tokio::test]
+async fn git_never_sees_a_refused_url_and_env_stays_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let fake = tmp.path().join("fake-git");
+    // Records its arguments and environment, then answers like ls-remote.
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {log}\nenv >> {log}\necho true\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for bad in ["ext::sh -c touch% /tmp/x", "-uecho", "--upload-pack=x"] {
+        assert!(RepoUrl::parse(bad).is_err());
+    }
+    let git = GitCli::new(tmp.path().join("cache")).with_program(&fake);
+    std::fs::create_dir_all(git.cache_dir(&RepoUrl::parse("https://h/o/r").unwrap())).unwrap();
+    std::fs::write(
+        git.cache_dir(&RepoUrl::parse("https://h/o/r").unwrap())
+            .join("HEAD"),
+        "",
+    )
+    .unwrap();
+    let remote = Remote::new(
+        RepoUrl::parse("https://h/o/r").unwrap(),
+        Duration::from_secs(5),
+    );
+    let _ = git.resolve(&remote, &branch()).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("ls-remote -- https://h/o/r refs/heads/main"),
+        "{text}"
+    );
+    for want in [
+        "GIT_TERMINAL_PROMPT=0",
+        "GIT_CONFIG_NOSYSTEM=1",
+        "GIT_CONFIG_GLOBAL=/dev/null",
+        "GIT_ALLOW_PROTOCOL=https",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert!(!text.contains("HOME="), "{text}");
+}
