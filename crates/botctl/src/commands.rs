@@ -10,7 +10,8 @@ use botcluster_api::yaml::{parse_values, Limits};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{is_not_found, query_escape, Client, ServerError};
+use crate::client::{is_not_found, object_path, query_escape, Client, ServerError};
+use crate::terminal::escape;
 use crate::{follow, render};
 use crate::{Conn, Output};
 
@@ -112,33 +113,34 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
         let name = match doc_name(d) {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 failed += 1;
                 continue;
             }
         };
         let path = format!(
-            "/api/v1/botclusters/{name}{}",
+            "{}{}",
+            object_path(&name)?,
             if dry_run { "?dryRun=true" } else { "" }
         );
         match client.send(Method::PUT, &path, Some(&d.value)).await {
             Ok(reply) => {
                 let change = reply.change.unwrap_or_else(|| "applied".into());
                 if dry_run {
-                    println!("botcluster/{name} {change} (dry run)");
+                    outln!("botcluster/{} {} (dry run)", escape(&name), escape(&change));
                     for step in plan_lines(&reply.body, "plan") {
-                        println!("  - {step}");
+                        outln!("  - {}", escape(&step));
                     }
                     for note in plan_lines(&reply.body, "notes") {
-                        println!("  # {note}");
+                        outln!("  # {}", escape(&note));
                     }
                 } else {
-                    println!("botcluster/{name} {change}");
+                    outln!("botcluster/{} {}", escape(&name), escape(&change));
                 }
             }
             Err(e) => match e.downcast_ref::<ServerError>() {
                 Some(se) => {
-                    eprintln!("error: {}: botcluster/{name}: {se}", d.place());
+                    errln!("error: {}: botcluster/{name}: {se}", d.place());
                     failed += 1;
                 }
                 None => return Err(e),
@@ -160,7 +162,7 @@ pub async fn get(
         return follow::get(&client, name, selector, output).await;
     }
     let items: Vec<Value> = match name {
-        Some(n) => vec![client.get(&format!("/api/v1/botclusters/{n}")).await?],
+        Some(n) => vec![client.get(&object_path(n)?).await?],
         None => {
             let path = match selector {
                 Some(l) => format!("/api/v1/botclusters?labelSelector={}", query_escape(l)),
@@ -187,11 +189,9 @@ pub async fn get(
         }
         Output::Table => {
             if items.is_empty() {
-                eprintln!(
-                    "No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`."
-                );
+                errln!("No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`.");
             } else {
-                print!("{}", render::table(&items));
+                out!("{}", render::table(&items));
             }
         }
     }
@@ -203,7 +203,7 @@ pub async fn status(conn: &Conn, name: &str, events: usize, watch: bool) -> Resu
     if watch {
         return follow::status(&client, name, events).await;
     }
-    let obj = client.get(&format!("/api/v1/botclusters/{name}")).await?;
+    let obj = client.get(&object_path(name)?).await?;
     follow::print_status(&client, name, &obj, events).await?;
     Ok(0)
 }
@@ -216,14 +216,14 @@ pub async fn delete(conn: &Conn, name: &str, wait_gone: bool, timeout: &str) -> 
     let timeout = parse_timeout(timeout)?;
     let client = Client::new(conn)?;
     let reply = client
-        .send(Method::DELETE, &format!("/api/v1/botclusters/{name}"), None)
+        .send(Method::DELETE, &object_path(name)?, None)
         .await?;
     let message = reply
         .body
         .get("message")
         .and_then(Value::as_str)
         .unwrap_or("deleted");
-    println!("{message}");
+    outln!("{}", escape(message));
     if wait_gone && reply.body.get("result").and_then(Value::as_str) == Some("terminating") {
         return follow::wait_for(&client, name, &follow::WaitFor::Delete, timeout).await;
     }
@@ -236,7 +236,7 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
     let mut differs = false;
     for d in &docs {
         let name = doc_name(d)?;
-        let current = match client.get(&format!("/api/v1/botclusters/{name}")).await {
+        let current = match client.get(&object_path(&name)?).await {
             Ok(v) => Some(v),
             Err(e) if is_not_found(&e) => None,
             Err(e) => return Err(e),
@@ -244,7 +244,7 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
         let reply = client
             .send(
                 Method::PUT,
-                &format!("/api/v1/botclusters/{name}?dryRun=true"),
+                &format!("{}?dryRun=true", object_path(&name)?),
                 Some(&d.value),
             )
             .await
@@ -261,18 +261,18 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
             differs = true;
             print_spec_diff(&name, &current, &reply.body, &d.source)?;
         } else if !plan.is_empty() {
-            println!("botcluster/{name}: spec unchanged");
+            outln!("botcluster/{name}: spec unchanged");
         }
         if !plan.is_empty() {
             differs = true;
         }
         if !plan.is_empty() || !notes.is_empty() {
-            println!("# plan for botcluster/{name}:");
+            outln!("# plan for botcluster/{name}:");
             for step in &plan {
-                println!("#   {step}");
+                outln!("#   {}", escape(step));
             }
             for note in &notes {
-                println!("#   ({note})");
+                outln!("#   ({})", escape(note));
             }
         }
     }
@@ -317,7 +317,7 @@ fn print_spec_diff(name: &str, current: &Option<Value>, reply: &Value, source: &
         } else {
             "/dev/null".into()
         };
-        print!(
+        out!(
             "{}",
             similar::TextDiff::from_lines(&old, &new)
                 .unified_diff()
@@ -348,10 +348,10 @@ pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Res
     botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("--name: {m}"))?;
     let imp = import_config_csv(&text, name, image).map_err(|e| anyhow!("{file}: {e}"))?;
     for w in &imp.warnings {
-        eprintln!("warning: {file}: {w}");
+        errln!("warning: {file}: {w}");
     }
     for (line, key) in &imp.unknown_keys {
-        eprintln!(
+        errln!(
             "warning: {file}: line {line}: unknown key {key}; kept in the annotation {}",
             botcluster_api::import::UNMAPPED_ANNOTATION
         );
@@ -363,7 +363,7 @@ pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Res
     match output {
         Some(p) => {
             std::fs::write(p, &yaml).with_context(|| format!("writing {}", p.display()))?;
-            eprintln!("wrote {}", p.display());
+            errln!("wrote {}", p.display());
         }
         None => print!("{yaml}"),
     }

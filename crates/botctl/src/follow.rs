@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
-use crate::client::{is_gone, query_escape, Client, Watch};
+use crate::client::{is_gone, object_path, query_escape, Client, Watch};
 use crate::render;
+use crate::terminal::escape;
 use crate::Output;
 
 /// What one watch line means to a follower.
@@ -29,8 +30,12 @@ fn rv_of(obj: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The collection path with selectors: `labelSelector` and, for one object, `fieldSelector`.
-fn collection(name: Option<&str>, selector: Option<&str>) -> String {
+/// The collection path with selectors: `labelSelector` and, for one object, `fieldSelector`
+/// (the name checked first, as `object_path` does).
+fn collection(name: Option<&str>, selector: Option<&str>) -> Result<String> {
+    if let Some(n) = name {
+        object_path(n)?;
+    }
     let mut q = Vec::new();
     if let Some(l) = selector {
         q.push(format!("labelSelector={}", query_escape(l)));
@@ -41,11 +46,11 @@ fn collection(name: Option<&str>, selector: Option<&str>) -> String {
             query_escape(&format!("metadata.name={n}"))
         ));
     }
-    if q.is_empty() {
+    Ok(if q.is_empty() {
         "/api/v1/botclusters".into()
     } else {
         format!("/api/v1/botclusters?{}", q.join("&"))
-    }
+    })
 }
 
 /// Reads one step of a watch, keeping `rv` at the newest resourceVersion seen.
@@ -68,7 +73,7 @@ async fn step(w: &mut Watch, rv: &mut String) -> Result<Step> {
                 }
                 bail!(
                     "the watch failed: {}",
-                    render::clean(obj.get("message").and_then(Value::as_str).unwrap_or("?"))
+                    escape(obj.get("message").and_then(Value::as_str).unwrap_or("?"))
                 );
             }
             "ADDED" | "MODIFIED" | "DELETED" => {
@@ -79,7 +84,7 @@ async fn step(w: &mut Watch, rv: &mut String) -> Result<Step> {
             }
             other => bail!(
                 "the watch sent an event of unknown type {:?}",
-                render::clean(other)
+                escape(other)
             ),
         }
     }
@@ -105,12 +110,12 @@ pub async fn get(
     selector: Option<&str>,
     output: Output,
 ) -> Result<u8> {
-    let path = collection(name, selector);
+    let path = collection(name, selector)?;
     let mut header = true;
     let mut print = |t: &str, obj: &Value| -> Result<()> {
         match output {
             Output::Table => {
-                print!("{}", render::watch_row(t, obj, header));
+                out!("{}", render::watch_row(t, obj, header));
                 header = false;
             }
             Output::Json => println!("{}", serde_json::to_string_pretty(obj)?),
@@ -132,7 +137,7 @@ pub async fn get(
             print("ADDED", i)?;
         }
         if items.is_empty() && output == Output::Table {
-            eprintln!("No BotClusters yet; watching for changes (Ctrl-C to stop).");
+            errln!("No BotClusters yet; watching for changes (Ctrl-C to stop).");
         }
         'watch: loop {
             let Some(mut w) = open(client, &path, &rv).await? else {
@@ -151,7 +156,7 @@ pub async fn get(
 
 /// `botctl status NAME -w`: the status page, printed again on every change of the object.
 pub async fn status(client: &Client, name: &str, events: usize) -> Result<u8> {
-    let path = collection(Some(name), None);
+    let path = collection(Some(name), None)?;
     loop {
         let (items, mut rv) = client.list_all(&path).await?;
         let Some(obj) = items.into_iter().next() else {
@@ -165,7 +170,7 @@ pub async fn status(client: &Client, name: &str, events: usize) -> Result<u8> {
             loop {
                 match step(&mut w, &mut rv).await? {
                     Step::Change(t, _) if t == "DELETED" => {
-                        println!("botcluster/{name} deleted");
+                        outln!("botcluster/{name} deleted");
                         return Ok(0);
                     }
                     Step::Change(_, obj) => {
@@ -184,11 +189,12 @@ pub async fn status(client: &Client, name: &str, events: usize) -> Result<u8> {
 pub async fn print_status(client: &Client, name: &str, obj: &Value, events: usize) -> Result<()> {
     let ev = client
         .get(&format!(
-            "/api/v1/botclusters/{name}/events?limit={}",
+            "{}/events?limit={}",
+            object_path(name)?,
             events.clamp(1, 500)
         ))
         .await?;
-    print!(
+    out!(
         "{}",
         render::status(
             obj,
@@ -277,11 +283,7 @@ fn check(name: &str, what: &WaitFor, obj: Option<&Value>) -> Result<(bool, Strin
             } else if cond.is_none() {
                 format!("{type_} not reported yet")
             } else {
-                format!(
-                    "{type_}={got} {}: {}",
-                    render::clean(field("reason")),
-                    render::clean(field("message"))
-                )
+                format!("{type_}={got} {}: {}", field("reason"), field("message"))
             };
             (done, note)
         }
@@ -298,10 +300,10 @@ pub async fn wait_for(
 ) -> Result<u8> {
     let started = Instant::now();
     let mut last_note = String::new();
-    let path = collection(Some(name), None);
+    let path = collection(Some(name), None)?;
     let mut note = |n: String| {
         if n != last_note {
-            eprintln!("waiting: {n}");
+            errln!("waiting: {n}");
             last_note = n;
         }
         last_note.clone()
@@ -336,12 +338,12 @@ pub async fn wait_for(
     };
     match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), follow).await {
         Ok(Ok(done)) => {
-            println!("{done}");
+            outln!("{done}");
             Ok(0)
         }
         Ok(Err(e)) => Err(e),
         Err(_) => {
-            eprintln!(
+            errln!(
                 "error: timed out after {:?} waiting for botcluster/{name}: {last_note}",
                 timeout
             );
