@@ -4,6 +4,7 @@
 mod terminal;
 mod client;
 mod commands;
+mod follow;
 mod render;
 mod serve;
 
@@ -71,13 +72,25 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List BotClusters, or show one.
+    /// List BotClusters, or show one; with -w, then follow every change.
+    ///
+    ///   botctl get
+    ///   botctl get -l team=bots,tier!=canary
+    ///   botctl get -w                      # what exists, then a line per change
+    #[command(verbatim_doc_comment)]
     Get {
         /// A name; all when absent.
         name: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// Only those whose labels match (Kubernetes' syntax: `k=v`, `k!=v`, `k in (a,b)`,
+        /// `k notin (a,b)`, `k`, `!k`, joined by commas).
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// After listing, print every change as it happens (until Ctrl-C).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Show a BotCluster's conditions, instances and recent events, for people.
     Status {
@@ -86,6 +99,9 @@ enum Command {
         /// How many recent events to show.
         #[arg(long, default_value_t = 10)]
         events: usize,
+        /// Print the page again on every change of the cluster (until Ctrl-C or deletion).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Delete a BotCluster (its containers are torn down first).
     Delete {
@@ -199,8 +215,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     let conn = cli.conn;
     match cli.command {
         Command::Apply { files, dry_run } => commands::apply(&conn, &files, dry_run).await,
-        Command::Get { name, output } => commands::get(&conn, name.as_deref(), output).await,
-        Command::Status { name, events } => commands::status(&conn, &name, events).await,
+        Command::Get {
+            name,
+            output,
+            selector,
+            watch,
+        } => commands::get(&conn, name.as_deref(), selector.as_deref(), output, watch).await,
+        Command::Status {
+            name,
+            events,
+            watch,
+        } => commands::status(&conn, &name, events, watch).await,
         Command::Delete {
             name,
             wait,
