@@ -95,7 +95,7 @@ fn read_docs(files: &[String]) -> Result<Vec<Doc>> {
 fn doc_name(d: &Doc) -> Result<String> {
     let name = d.name().ok_or_else(|| {
         anyhow!(
-            "{}: metadata.name is missing; every BotCluster needs a name",
+            "{}: metadata.name is missing; every object needs a name",
             d.place()
         )
     })?;
@@ -104,7 +104,44 @@ fn doc_name(d: &Doc) -> Result<String> {
     Ok(name.to_string())
 }
 
-pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
+/// Which kind a command names: `gitsource/NAME` (also `gitsources/`, `gs/`) or a BotCluster
+/// (`botcluster/NAME` or a bare name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    BotCluster,
+    GitSource,
+}
+
+fn target(arg: &str) -> (Kind, &str) {
+    match arg.split_once('/') {
+        Some(("gitsource" | "gitsources" | "gs", n)) => (Kind::GitSource, n),
+        Some(("botcluster" | "botclusters" | "bc", n)) => (Kind::BotCluster, n),
+        _ => (Kind::BotCluster, arg),
+    }
+}
+
+impl Kind {
+    fn of(d: &Doc) -> Kind {
+        match d.value.get("kind").and_then(Value::as_str) {
+            Some(botcluster_api::GITSOURCE_KIND) => Kind::GitSource,
+            _ => Kind::BotCluster,
+        }
+    }
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::BotCluster => "botclusters",
+            Kind::GitSource => "gitsources",
+        }
+    }
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::BotCluster => "botcluster",
+            Kind::GitSource => "gitsource",
+        }
+    }
+}
+
+pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) -> Result<u8> {
     let docs = read_docs(files)?;
     let client = Client::new(conn)?;
     let mut failed = 0;
@@ -117,15 +154,26 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
                 continue;
             }
         };
+        let kind = Kind::of(d);
+        let mut query = Vec::new();
+        if dry_run {
+            query.push("dryRun=true");
+        }
+        if force && kind == Kind::BotCluster {
+            query.push("force=true");
+        }
         let path = format!(
-            "/api/v1/botclusters/{name}{}",
-            if dry_run { "?dryRun=true" } else { "" }
+            "/api/v1/{}/{name}{}{}",
+            kind.plural(),
+            if query.is_empty() { "" } else { "?" },
+            query.join("&")
         );
+        let what = format!("{}/{name}", kind.prefix());
         match client.send(Method::PUT, &path, Some(&d.value)).await {
             Ok(reply) => {
                 let change = reply.change.unwrap_or_else(|| "applied".into());
                 if dry_run {
-                    println!("botcluster/{name} {change} (dry run)");
+                    println!("{what} {change} (dry run)");
                     for step in plan_lines(&reply.body, "plan") {
                         println!("  - {step}");
                     }
@@ -133,12 +181,12 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
                         println!("  # {note}");
                     }
                 } else {
-                    println!("botcluster/{name} {change}");
+                    println!("{what} {change}");
                 }
             }
             Err(e) => match e.downcast_ref::<ServerError>() {
                 Some(se) => {
-                    eprintln!("error: {}: botcluster/{name}: {se}", d.place());
+                    eprintln!("error: {}: {what}: {se}", d.place());
                     failed += 1;
                 }
                 None => return Err(e),
@@ -148,12 +196,30 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-pub async fn get(conn: &Conn, name: Option<&str>, output: Output) -> Result<u8> {
+pub async fn get(
+    conn: &Conn,
+    what: Option<&str>,
+    second: Option<&str>,
+    output: Output,
+) -> Result<u8> {
+    let (kind, name) = match (what, second) {
+        (Some("gitsources" | "gitsource" | "gs"), n) => (Kind::GitSource, n),
+        (Some("botclusters" | "botcluster" | "bc"), n) => (Kind::BotCluster, n),
+        (Some(w), None) => {
+            let (k, n) = target(w);
+            (k, Some(n))
+        }
+        (Some(w), Some(_)) => {
+            bail!("botctl get {w} NAME: the first word must be gitsources or botclusters")
+        }
+        (None, _) => (Kind::BotCluster, None),
+    };
     let client = Client::new(conn)?;
+    let plural = kind.plural();
     let items: Vec<Value> = match name {
-        Some(n) => vec![client.get(&format!("/api/v1/botclusters/{n}")).await?],
+        Some(n) => vec![client.get(&format!("/api/v1/{plural}/{n}")).await?],
         None => client
-            .get("/api/v1/botclusters")
+            .get(&format!("/api/v1/{plural}"))
             .await?
             .get("items")
             .and_then(Value::as_array)
@@ -176,6 +242,13 @@ pub async fn get(conn: &Conn, name: Option<&str>, output: Output) -> Result<u8> 
                 .collect::<Result<_>>()?;
             print!("{}", docs.join("---\n"));
         }
+        Output::Table if kind == Kind::GitSource => {
+            if items.is_empty() {
+                eprintln!("No GitSources. Create one with `botctl apply -f` (see docs/gitops.md).");
+            } else {
+                print!("{}", crate::gitsource::table(&items));
+            }
+        }
         Output::Table => {
             if items.is_empty() {
                 eprintln!(
@@ -191,6 +264,10 @@ pub async fn get(conn: &Conn, name: Option<&str>, output: Output) -> Result<u8> 
 
 pub async fn status(conn: &Conn, name: &str, events: usize) -> Result<u8> {
     let client = Client::new(conn)?;
+    let (kind, name) = target(name);
+    if kind == Kind::GitSource {
+        return crate::gitsource::show_status(&client, name, events).await;
+    }
     let obj = client.get(&format!("/api/v1/botclusters/{name}")).await?;
     let ev = client
         .get(&format!(
@@ -215,9 +292,22 @@ fn parse_timeout(t: &str) -> Result<Duration> {
     botcluster_api::quantity::parse_duration(t).map_err(|m| anyhow!("--timeout {m}"))
 }
 
-pub async fn delete(conn: &Conn, name: &str, wait_gone: bool, timeout: &str) -> Result<u8> {
+pub async fn delete(
+    conn: &Conn,
+    name: &str,
+    cascade: bool,
+    wait_gone: bool,
+    timeout: &str,
+) -> Result<u8> {
     let timeout = parse_timeout(timeout)?;
     let client = Client::new(conn)?;
+    let (kind, name) = target(name);
+    if kind == Kind::GitSource {
+        return crate::gitsource::delete(&client, name, cascade).await;
+    }
+    if cascade {
+        bail!("--cascade applies to gitsource/NAME only; a BotCluster's containers are always torn down");
+    }
     let reply = client
         .send(Method::DELETE, &format!("/api/v1/botclusters/{name}"), None)
         .await?;
@@ -233,12 +323,23 @@ pub async fn delete(conn: &Conn, name: &str, wait_gone: bool, timeout: &str) -> 
     Ok(0)
 }
 
+pub async fn sync(conn: &Conn, name: &str, wait: bool, timeout: &str) -> Result<u8> {
+    let timeout = parse_timeout(timeout)?;
+    let client = Client::new(conn)?;
+    let (_, name) = target(name);
+    crate::gitsource::sync(&client, name, wait, timeout).await
+}
+
 pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
     let docs = read_docs(files)?;
     let client = Client::new(conn)?;
     let mut differs = false;
     for d in &docs {
         let name = doc_name(d)?;
+        if Kind::of(d) == Kind::GitSource {
+            println!("gitsource/{name}: not compared (diff covers BotClusters; a GitSource's effect shows at its next sync)");
+            continue;
+        }
         let current = match client.get(&format!("/api/v1/botclusters/{name}")).await {
             Ok(v) => Some(v),
             Err(e) if is_not_found(&e) => None,

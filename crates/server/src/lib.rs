@@ -11,9 +11,14 @@
 //! | GET, PUT, DELETE | `/api/v1/botclusters/{name}` | read, create-or-update (`?dryRun=true`), delete |
 //! | GET | `/api/v1/botclusters/{name}/status` | status only |
 //! | GET | `/api/v1/botclusters/{name}/events` | event log (`?limit=N`) |
+//! | GET | `/api/v1/gitsources` | list GitSources |
+//! | GET, PUT, DELETE | `/api/v1/gitsources/{name}` | read, create-or-update, delete (`?cascade=true`) |
+//! | GET | `/api/v1/gitsources/{name}/status`, `/events` | status only, event log |
+//! | POST | `/api/v1/gitsources/{name}/sync` | poll now (CI jobs, Git host webhooks) |
 
 mod auth;
 mod error;
+mod gitsources;
 mod handlers;
 pub mod metrics;
 
@@ -27,6 +32,7 @@ use botcluster_store::Store;
 
 pub use auth::{load_or_create_token, TOKEN_FILE};
 pub use error::{ApiError, ErrorBody};
+pub use gitsources::git_field_errors;
 pub use metrics::Metrics;
 
 /// Largest request body accepted.
@@ -78,6 +84,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/botclusters/{name}/status", get(handlers::status))
         .route("/api/v1/botclusters/{name}/events", get(handlers::events))
+        .route("/api/v1/gitsources", get(gitsources::list))
+        .route(
+            "/api/v1/gitsources/{name}",
+            get(gitsources::get_one)
+                .put(gitsources::put)
+                .delete(gitsources::delete),
+        )
+        .route("/api/v1/gitsources/{name}/status", get(gitsources::status))
+        .route("/api/v1/gitsources/{name}/events", get(gitsources::events))
+        .route(
+            "/api/v1/gitsources/{name}/sync",
+            axum::routing::post(gitsources::sync),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
