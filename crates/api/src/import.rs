@@ -352,6 +352,9 @@ pub fn import_config_csv(text: &str, name: &str, image: &str) -> Result<Import, 
                 hash: None,
                 range: None,
                 geo: None,
+                map_path: crate::spec::DEFAULT_MAP_PATH.into(),
+                rebalance: Default::default(),
+                approved_rebalance: None,
             };
             if r.entries.contains_key("shard-tenant-db-prefix")
                 || r.entries.contains_key("shard-auto-create")
@@ -361,6 +364,9 @@ pub fn import_config_csv(text: &str, name: &str, image: &str) -> Result<Import, 
                         .string("shard-tenant-db-prefix")
                         .unwrap_or_else(|| "gb_tenant_".into()),
                     auto_create: r.bool("shard-auto-create").unwrap_or(true),
+                    tenants: Vec::new(),
+                    server: None,
+                    delete_policy: Default::default(),
                 });
             }
             if r.entries.contains_key("shard-count") || r.entries.contains_key("shard-key") {
@@ -379,6 +385,8 @@ pub fn import_config_csv(text: &str, name: &str, image: &str) -> Result<Import, 
                 };
                 sh.hash = Some(HashSharding {
                     shard_count: r.num("shard-count", "a whole number").unwrap_or(1),
+                    shards: Vec::new(),
+                    slot_count: 1024,
                     key: r.string("shard-key").unwrap_or_default(),
                     algorithm,
                 });

@@ -6,6 +6,7 @@
 
 pub mod gitsource;
 pub mod import;
+pub mod json;
 pub mod meta;
 pub mod quantity;
 pub mod schema;

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::validate::FieldError;
+use crate::validate::{FieldError, MAX_FIELD_ERRORS};
 use crate::BotCluster;
 
 /// The JSON Schema of a BotCluster document, as written to `manifests/botcluster.schema.json`.
@@ -101,23 +101,24 @@ fn walk(root: &Value, schema: &Value, value: &mut Value, path: &str, errors: &mu
             let props = obj_schema.get("properties").and_then(Value::as_object);
             let additional = obj_schema.get("additionalProperties");
             let closed = matches!(additional, Some(Value::Bool(false)));
-            let unknown: Vec<String> = match props {
-                Some(p) if closed => map
-                    .keys()
-                    .filter(|k| !p.contains_key(*k))
-                    .cloned()
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for key in unknown {
-                map.remove(&key);
-                let known: Vec<&str> = props
-                    .map(|p| p.keys().map(String::as_str).collect())
-                    .unwrap_or_default();
-                errors.push(FieldError::new(
-                    join(path, &key),
-                    unknown_message(&key, &known),
-                ));
+            if let (Some(p), true) = (props, closed) {
+                let known: Vec<&str> = p.keys().map(String::as_str).collect();
+                // `retain`, not `remove` per key: removing from an ordered map shifts the rest,
+                // quadratic in the number of unknown keys a hostile body can hold.
+                map.retain(|key, _| {
+                    if p.contains_key(key) {
+                        return true;
+                    }
+                    // Suggestions cost an edit distance per known field: only for the errors
+                    // an answer lists, and only for keys of a plausible length.
+                    let message = if errors.len() < MAX_FIELD_ERRORS && key.len() <= 64 {
+                        unknown_message(key, &known)
+                    } else {
+                        "unknown field".to_string()
+                    };
+                    errors.push(FieldError::new(join(path, key), message));
+                    false
+                });
             }
             walk_children(root, props, additional, map, path, errors);
         }

@@ -41,6 +41,9 @@ pub struct BotClusterStatus {
     /// Shards and their state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
+    /// The published shard map, a rebalance waiting for approval, tenant databases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_map: Option<ShardMapStatus>,
     /// Error backoff of the reconcile loop, when failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffStatus>,
@@ -150,6 +153,41 @@ pub struct ShardStatus {
     /// A sentence for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// The shard sub-resource (`spec.sharding`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardMapStatus {
+    /// The map bots route with (also in every container's map file and at `/shards`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<botcluster_shardmap::ShardMap>,
+    /// A change that moves keys, waiting for `botctl shards approve NAME` (`rebalance: manual`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<botcluster_shardmap::Rebalance>,
+    /// How evenly the published map spreads the keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<botcluster_shardmap::Balance>,
+    /// Tenant databases (strategy `tenant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub databases: Option<TenantDatabasesStatus>,
+}
+
+/// Tenant databases on the PostgreSQL server.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantDatabasesStatus {
+    /// The server (its URL without the password).
+    pub server: String,
+    /// Listed tenants' databases that exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ready: Vec<String>,
+    /// Databases of tenants no longer listed, kept (`deletePolicy: Retain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained: Vec<String>,
+    /// Listed tenants' databases that are missing (not created yet, or failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 /// Reconcile error backoff.

@@ -115,6 +115,7 @@ impl Client {
                 code: status.as_str().into(),
                 message: format!("{method} {url} answered {status}: {text}"),
                 field_errors: Vec::new(),
+                omitted_field_errors: 0,
             });
             return Err(ServerError { status, body }.into());
         }

@@ -3,7 +3,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use botcluster_api::FieldError;
+use botcluster_api::validate::MAX_FIELD_ERRORS;
+use botcluster_api::{FieldError, ValidationErrors};
 use botcluster_store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,14 @@ pub struct ErrorBody {
     /// One entry per problem in the object, when the object was invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub field_errors: Vec<FieldError>,
+    /// Problems found but not listed: `fieldErrors` holds at most
+    /// [`botcluster_api::validate::MAX_FIELD_ERRORS`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted_field_errors: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// An error an endpoint returns.
@@ -38,13 +47,23 @@ impl ApiError {
                 code: code.into(),
                 message: message.into(),
                 field_errors: Vec::new(),
+                omitted_field_errors: 0,
             },
         }
     }
-    /// 400 with field errors.
+    /// 400 with field errors, at most [`MAX_FIELD_ERRORS`] of them listed (the message says
+    /// how many were left out).
     pub fn invalid(message: impl Into<String>, field_errors: Vec<FieldError>) -> Self {
+        let (listed, omitted) = ValidationErrors(field_errors).capped(MAX_FIELD_ERRORS);
+        let mut message = message.into();
+        if omitted > 0 {
+            message.push_str(&format!(
+                "; the first {MAX_FIELD_ERRORS} are listed, {omitted} more are not"
+            ));
+        }
         let mut e = ApiError::new(StatusCode::BAD_REQUEST, "Invalid", message);
-        e.body.field_errors = field_errors;
+        e.body.field_errors = listed.0;
+        e.body.omitted_field_errors = omitted;
         e
     }
     /// 400 for malformed requests.

@@ -13,11 +13,11 @@ use botcluster_api::gitsource::{
     gitsource_from_value, GitSource, GitSourceStatus, DELETE_POLICY_ANNOTATION, GITSOURCE_KIND,
     SYNC_ANNOTATION,
 };
-use botcluster_api::{FieldError, ObjectMeta, API_VERSION};
+use botcluster_api::{FieldError, ObjectMeta, ValidationErrors, API_VERSION};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
-use crate::handlers::{dry_run, read_document, to_document};
+use crate::handlers::{dry_run, to_document};
 use crate::{ApiError, AppState, CHANGE_HEADER};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -57,6 +57,17 @@ pub fn git_field_errors(g: &GitSource) -> Vec<FieldError> {
         e.push(FieldError::new("spec.path", m));
     }
     e
+}
+
+/// Structural and git checks together (runs on the blocking thread).
+fn decode(v: Value) -> Result<GitSource, ValidationErrors> {
+    let g = gitsource_from_value(v)?;
+    let more = git_field_errors(&g);
+    if more.is_empty() {
+        Ok(g)
+    } else {
+        Err(ValidationErrors(more))
+    }
 }
 
 fn printable(s: &str) -> String {
@@ -140,40 +151,22 @@ pub async fn put(
     body: Body,
 ) -> ApiResult<Response> {
     let dry = dry_run(&q)?;
-    let mut doc = read_document(&headers, body).await?;
-    match doc.pointer("/metadata/name").and_then(Value::as_str) {
-        Some(n) if n != name => return Err(ApiError::bad_request(format!(
-            "metadata.name \"{n}\" differs from the name in the URL \"{name}\"; make them the same"
-        ))),
-        Some(_) => {}
-        None => {
-            if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("name".into(), Value::String(name.clone()));
-            } else if let Some(obj) = doc.as_object_mut() {
-                obj.insert("metadata".into(), json!({"name": name}));
-            }
+    let decoded = crate::body::read_object_as(&headers, body, &name, decode).await?;
+    let g = match decoded {
+        Ok(g) => g,
+        Err(errors) => {
+            s.metrics
+                .spec_writes
+                .with_label_values(&[GITSOURCE_KIND, "invalid"])
+                .inc();
+            let message = format!(
+                "GitSource \"{name}\" is invalid ({} problem{}); nothing was stored",
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            return Err(ApiError::invalid(message, errors.0));
         }
-    }
-    if let Some(obj) = doc.as_object_mut() {
-        obj.remove("status");
-    }
-    let invalid = |errors: Vec<FieldError>| {
-        s.metrics
-            .spec_writes
-            .with_label_values(&[GITSOURCE_KIND, "invalid"])
-            .inc();
-        let message = format!(
-            "GitSource \"{name}\" is invalid ({} problem{}); nothing was stored",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
-        );
-        ApiError::invalid(message, errors)
     };
-    let g = gitsource_from_value(doc).map_err(|e| invalid(e.0))?;
-    let more = git_field_errors(&g);
-    if !more.is_empty() {
-        return Err(invalid(more));
-    }
     // The operator's annotations survive a user's write (a pending sync, a delete policy).
     let mut annotations = g.metadata.annotations.clone();
     if let Some(old) = s.store.get(GITSOURCE_KIND, &name).await? {

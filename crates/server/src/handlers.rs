@@ -2,18 +2,17 @@
 
 use std::collections::HashMap;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use botcluster_api::gitsource::OWNER_LABEL;
-use botcluster_api::yaml::{botcluster_from_value, parse_values, Limits, ParseError};
 use botcluster_api::{BotCluster, BotClusterStatus, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
-use crate::{ApiError, AppState, CHANGE_HEADER, MAX_BODY_BYTES};
+use crate::{ApiError, AppState, CHANGE_HEADER};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -150,41 +149,6 @@ pub(crate) fn flag(q: &HashMap<String, String>, key: &str) -> ApiResult<bool> {
     }
 }
 
-/// Reads a body within [`MAX_BODY_BYTES`] and turns it into one JSON value (JSON or YAML).
-pub(crate) async fn read_document(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "TooLarge",
-            format!("the request body is over {MAX_BODY_BYTES} bytes; a BotCluster is far smaller, so check what is being sent"),
-        )
-    })?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mut values = if ctype.starts_with("application/json") {
-        vec![serde_json::from_str::<Value>(text)
-            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?]
-    } else {
-        parse_values(text, Limits::default()).map_err(|e| match e {
-            ParseError::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "TooLarge", e.to_string())
-            }
-            other => ApiError::bad_request(other.to_string()),
-        })?
-    };
-    match values.len() {
-        1 => Ok(values.remove(0)),
-        0 => Err(ApiError::bad_request("the body is empty; send one BotCluster document")),
-        n => Err(ApiError::bad_request(format!(
-            "the body holds {n} documents; PUT takes one (botctl apply sends each document separately)"
-        ))),
-    }
-}
-
 pub async fn put(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -193,29 +157,9 @@ pub async fn put(
     body: Body,
 ) -> ApiResult<Response> {
     let dry = dry_run(&q)?;
-    let mut doc = read_document(&headers, body).await?;
-    // The path names the object; a body without a name takes it, a different name is an error.
-    match doc.pointer("/metadata/name").and_then(Value::as_str) {
-        Some(n) if n != name => {
-            return Err(ApiError::bad_request(format!(
-            "metadata.name \"{n}\" differs from the name in the URL \"{name}\"; make them the same"
-        )))
-        }
-        Some(_) => {}
-        None => {
-            if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("name".into(), Value::String(name.clone()));
-            } else if let Some(obj) = doc.as_object_mut() {
-                obj.insert("metadata".into(), json!({"name": name}));
-            }
-        }
-    }
-    // Status is the controller's; a client's status is ignored, as in Kubernetes.
-    if let Some(obj) = doc.as_object_mut() {
-        obj.remove("status");
-    }
+    let decoded = crate::body::read_object(&headers, body, &name).await?;
     let kind_label = BOTCLUSTER_KIND;
-    let bc: BotCluster = match botcluster_from_value(doc) {
+    let bc: BotCluster = match decoded {
         Ok(bc) => bc,
         Err(errors) => {
             s.metrics

@@ -17,6 +17,7 @@
 //! | POST | `/api/v1/gitsources/{name}/sync` | poll now (CI jobs, Git host webhooks) |
 
 mod auth;
+mod body;
 mod error;
 mod gitsources;
 mod handlers;

@@ -186,3 +186,155 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
     assert!(text.contains(r#"method="other""#), "{text}");
     assert!(!text.contains("X1"), "{text}");
 }
+
+/// A JSON body of `n` unknown fields under `spec`, each named so no suggestion is cheap.
+fn many_unknown_fields(n: usize) -> String {
+    let mut s = String::from(
+        r#"{"apiVersion":"botcluster.io/v1alpha1","kind":"BotCluster","metadata":{"name":"web"},"spec":{"image":"botcluster-botserver""#,
+    );
+    for i in 0..n {
+        s.push_str(&format!(r#","unk{i:05}":0"#));
+    }
+    s.push_str("}}");
+    s
+}
+
+#[tokio::test]
+async fn tens_of_thousands_of_unknown_fields_get_a_short_capped_answer_quickly() {
+    let api = api();
+    let body = many_unknown_fields(40_000);
+    assert!(body.len() > 500_000 && body.len() < 1 << 20);
+    let started = std::time::Instant::now();
+    let r = api
+        .call("PUT", "/api/v1/botclusters/web", "application/json", body)
+        .await;
+    let took = started.elapsed();
+    assert_error_shape(&r, StatusCode::BAD_REQUEST, "Invalid");
+    let listed = r.body["fieldErrors"].as_array().unwrap().len();
+    assert_eq!(listed, 100, "{}", r.body["message"]);
+    assert_eq!(r.body["omittedFieldErrors"], 40_000 - 100);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("39900 more"),
+        "{}",
+        r.body["message"]
+    );
+    assert!(serde_json::to_string(&r.body).unwrap().len() < 100_000);
+    // Generous for a debug build on a shared machine; it took seconds before.
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    assert!(api.store.get("BotCluster", "web").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn json_bodies_have_the_yaml_budget_and_refuse_duplicate_keys() {
+    let api = api();
+    let dup = r#"{"apiVersion":"botcluster.io/v1alpha1","kind":"BotCluster","metadata":{"name":"web"},"spec":{"image":"a","image":"botcluster-botserver"}}"#;
+    let r = api
+        .call("PUT", "/api/v1/botclusters/web", "application/json", dup)
+        .await;
+    assert_error_shape(&r, StatusCode::BAD_REQUEST, "BadRequest");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"image\" appears twice"),
+        "{}",
+        r.body
+    );
+    let deep = format!(
+        r#"{{"apiVersion":"botcluster.io/v1alpha1","kind":"BotCluster","metadata":{{"name":"web"}},"spec":{{"image":"x","labels":{}1{}}}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let r = api
+        .call("PUT", "/api/v1/botclusters/web", "application/json", deep)
+        .await;
+    assert_error_shape(&r, StatusCode::BAD_REQUEST, "BadRequest");
+    let wide = format!("[{}0]", "0,".repeat(300_000));
+    let r = api
+        .call("PUT", "/api/v1/botclusters/web", "application/json", wide)
+        .await;
+    assert_error_shape(&r, StatusCode::BAD_REQUEST, "BadRequest");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 200000"),
+        "{}",
+        r.body
+    );
+    // A 900 KB image name is refused at its field, saying the bound.
+    let long = format!(
+        r#"{{"apiVersion":"botcluster.io/v1alpha1","kind":"BotCluster","metadata":{{"name":"web"}},"spec":{{"image":"{}"}}}}"#,
+        "a".repeat(900_000)
+    );
+    let r = api
+        .call("PUT", "/api/v1/botclusters/web", "application/json", long)
+        .await;
+    assert_error_shape(&r, StatusCode::BAD_REQUEST, "Invalid");
+    assert_eq!(
+        r.body["fieldErrors"][0]["field"], "spec.image",
+        "{}",
+        r.body
+    );
+    assert!(api.store.get("BotCluster", "web").await.unwrap().is_none());
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status line.
+async fn raw_request(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The server on a real socket with two async workers (what a small host gives it), four
+/// hostile bodies being refused at once, and `/healthz` asked meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_within_100ms_while_huge_hostile_bodies_are_refused() {
+    let api = api();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = api.app.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let body = many_unknown_fields(40_000);
+    let hostile: Vec<_> = (0..4)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let head = format!(
+                    "PUT /api/v1/botclusters/web HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                raw_request(addr, &head, body.as_bytes()).await
+            })
+        })
+        .collect();
+    let mut worst = std::time::Duration::ZERO;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let line = raw_request(
+            addr,
+            "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"",
+        )
+        .await;
+        worst = worst.max(started.elapsed());
+        assert!(line.contains("200"), "{line}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for h in hostile {
+        let line = h.await.unwrap();
+        assert!(line.contains("400"), "{line}");
+    }
+    assert!(
+        worst < std::time::Duration::from_millis(100),
+        "healthz took {worst:?}"
+    );
+}

@@ -34,8 +34,8 @@ pub use load_balancer::{
 pub use metrics::MetricsToggles;
 pub use resources::{NetworkLimits, Resources};
 pub use sharding::{
-    GeoSharding, HashAlgorithm, HashSharding, KeyRange, RangeSharding, ShardStrategy, Sharding,
-    TenantSharding,
+    DeletePolicy, GeoSharding, HashAlgorithm, HashSharding, KeyRange, NamedShard, RangeSharding,
+    Rebalance, ShardStrategy, Sharding, TenantSharding, DEFAULT_MAP_PATH,
 };
 pub use update_strategy::UpdateStrategy;
 pub use vector_db::VectorDb;

@@ -34,9 +34,22 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// Most field errors an answer lists; the rest are counted, not listed (a hostile document can
+/// hold tens of thousands of problems, and listing them all costs megabytes).
+pub const MAX_FIELD_ERRORS: usize = 100;
+
 /// Every problem found in one object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    /// The first `max` errors, and how many were left out.
+    pub fn capped(mut self, max: usize) -> (ValidationErrors, usize) {
+        let omitted = self.0.len().saturating_sub(max);
+        self.0.truncate(max);
+        (self, omitted)
+    }
+}
 
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

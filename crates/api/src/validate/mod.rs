@@ -8,6 +8,7 @@ mod autoscaling;
 mod cache;
 mod checks;
 mod errors;
+mod lengths;
 mod load_balancer;
 mod resources;
 mod sharding;
@@ -20,7 +21,8 @@ use crate::{BotCluster, API_VERSION, BOTCLUSTER_KIND, MAX_NAME_LEN};
 
 use checks::Errors;
 pub use checks::MAX_DURATION;
-pub use errors::{FieldError, ValidationErrors};
+pub use errors::{FieldError, ValidationErrors, MAX_FIELD_ERRORS};
+pub use lengths::{string_lengths, MAX_KEY_BYTES, MAX_LONG_STRING_BYTES, MAX_STRING_BYTES};
 
 /// Most instances one cluster may have.
 pub const MAX_INSTANCES: u32 = 1000;
