@@ -2,7 +2,8 @@
 //!
 //! It answers `GET /api/health` in botserver's shape, answers every other path with its
 //! instance name, and has control endpoints (`/sim/...`) and a config file
-//! (`/etc/botserver/sim.json`) that make it unhealthy, slow, busy or queued on demand.
+//! (`/etc/botserver/sim.json`) that make it unhealthy, slow, busy or queued on demand. It
+//! routes keys with the shard map the operator writes (`/api/shards/route`, see `shards`).
 //! See `docs/lxd-setup.md` for how it is packed into the LXD test image.
 
 use std::io::{BufReader, Read};
@@ -12,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 pub mod http;
+pub mod shards;
 pub mod sim;
 
 pub use sim::Sim;

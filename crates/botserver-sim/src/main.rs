@@ -8,15 +8,18 @@ use std::sync::Arc;
 use botserver_sim::{serve, Sim};
 
 const USAGE: &str = "\
-botserver-sim [--listen ADDR] [--name NAME] [--config-dir DIR]
+botserver-sim [--listen ADDR] [--name NAME] [--config-dir DIR] [--shard-map FILE]
 
   --listen ADDR      address to listen on (env BOTSERVER_LISTEN, default 127.0.0.1:8080)
   --name NAME        instance name to report (env BOTSERVER_NAME, else /etc/hostname,
                      else the kernel hostname)
   --config-dir DIR   where sim.json is read and /sim/files may read
                      (env BOTSERVER_CONFIG_DIR, default /etc/botserver)
+  --shard-map FILE   the shard map the operator writes (env BOTSERVER_SHARD_MAP,
+                     default /opt/gbo/conf/shards.json)
 
-Routes: GET /api/health; POST /sim/healthy, /sim/unhealthy, /sim/slow?ms=N,
+Routes: GET /api/health; GET /api/shards, GET /api/shards/route?key=K (tenant=, region=),
+POST /api/shards/route (one key per line); POST /sim/healthy, /sim/unhealthy, /sim/slow?ms=N,
 /sim/busy?cpu_secs=N[&threads=K], /sim/queue?depth=N; GET /sim/state,
 /sim/files?path=FILE; anything else answers with the instance name.
 ";
@@ -25,6 +28,7 @@ struct Options {
     listen: String,
     name: String,
     config_dir: PathBuf,
+    shard_map: PathBuf,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -41,6 +45,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut listen = None;
     let mut name = None;
     let mut config_dir = None;
+    let mut shard_map = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let slot = match arg.as_str() {
@@ -48,6 +53,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             "--listen" => &mut listen,
             "--name" => &mut name,
             "--config-dir" => &mut config_dir,
+            "--shard-map" => &mut shard_map,
             other => return Err(format!("unknown argument `{other}`")),
         };
         let value = it.next().ok_or(format!("{arg} needs a value"))?;
@@ -65,6 +71,10 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         config_dir: config_dir
             .or_else(|| env("BOTSERVER_CONFIG_DIR"))
             .unwrap_or_else(|| "/etc/botserver".into())
+            .into(),
+        shard_map: shard_map
+            .or_else(|| env("BOTSERVER_SHARD_MAP"))
+            .unwrap_or_else(|| botserver_sim::shards::DEFAULT_MAP_PATH.into())
             .into(),
     }))
 }
@@ -93,7 +103,8 @@ fn main() -> ExitCode {
         .local_addr()
         .map_or(options.listen.clone(), |a| a.to_string());
     eprintln!("botserver-sim {} listening on {shown}", options.name);
-    let sim = Arc::new(Sim::new(options.name, options.config_dir));
+    let sim =
+        Arc::new(Sim::new(options.name, options.config_dir).with_shard_map(options.shard_map));
     match serve(listener, sim) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -29,6 +29,8 @@ pub const MAX_SLOW_MS: u64 = 600_000;
 pub struct Sim {
     name: String,
     config_dir: PathBuf,
+    /// The shard map file the operator writes (`/opt/gbo/conf/shards.json`).
+    shard_map: PathBuf,
     started: Instant,
     healthy: AtomicBool,
     slow_ms: AtomicU64,
@@ -55,6 +57,7 @@ impl Sim {
         Sim {
             name: name.into(),
             config_dir: config_dir.into(),
+            shard_map: PathBuf::from(crate::shards::DEFAULT_MAP_PATH),
             started: now,
             healthy: AtomicBool::new(true),
             slow_ms: AtomicU64::new(0),
@@ -63,6 +66,12 @@ impl Sim {
             last_file: Mutex::new(None),
             cpu_sample: Mutex::new((now, process_cpu_time(), 0.0)),
         }
+    }
+
+    /// Reads the shard map from `path` instead of `/opt/gbo/conf/shards.json`.
+    pub fn with_shard_map(mut self, path: impl Into<PathBuf>) -> Self {
+        self.shard_map = path.into();
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -96,6 +105,7 @@ impl Sim {
         match req.path.as_str() {
             "/api/health" if read => self.health(),
             "/api/health" => method_not_allowed("GET, HEAD"),
+            "/api/shards" | "/api/shards/route" => crate::shards::respond(&self.shard_map, req),
             "/sim/state" if read => Response::json(200, &self.settings()),
             "/sim/files" if read => self.read_file(req.query_param("path")),
             "/sim/state" | "/sim/files" => method_not_allowed("GET, HEAD"),

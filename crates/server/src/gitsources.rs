@@ -3,20 +3,22 @@
 //! webhook calls to poll now).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use botcluster_api::gitsource::{
-    gitsource_from_value, GitSource, GitSourceStatus, DELETE_POLICY_ANNOTATION, GITSOURCE_KIND,
-    SYNC_ANNOTATION,
+    gitsource_from_value, GitSource, DELETE_POLICY_ANNOTATION, GITSOURCE_KIND, SYNC_ANNOTATION,
 };
-use botcluster_api::{FieldError, ObjectMeta, ValidationErrors, API_VERSION};
+use botcluster_api::{FieldError, ObjectMeta, ValidationErrors};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
+use crate::cache::{CachedObject, WatchCache};
+use crate::collection::json_response;
 use crate::handlers::{dry_run, to_document};
 use crate::{ApiError, AppState, CHANGE_HEADER};
 
@@ -76,51 +78,50 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
-async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
-    s.store.get(GITSOURCE_KIND, name).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!(
-                "GitSource \"{name}\" not found; `botctl get gitsources` lists the ones that exist"
-            ),
-        )
-    })
+/// One GitSource from the watch cache, after it caught up with the store (404 if absent).
+async fn cached(cache: &WatchCache, name: &str) -> ApiResult<Arc<CachedObject>> {
+    crate::collection::sync(cache).await?;
+    cache
+        .get(GITSOURCE_KIND, name)
+        .ok_or_else(|| not_found(name))
 }
 
-pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = s
-        .store
-        .list(GITSOURCE_KIND)
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "GitSource \"{name}\" not found; `botctl get gitsources` lists the ones that exist"
+        ),
+    )
+}
+
+/// One GitSource from the store (writes decide from the latest version).
+async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
+    s.store
+        .get(GITSOURCE_KIND, name)
         .await?
-        .iter()
-        .map(to_document)
-        .collect();
-    Ok(Json(
-        json!({"apiVersion": API_VERSION, "kind": "GitSourceList", "items": items}),
-    ))
+        .ok_or_else(|| not_found(name))
 }
 
 pub async fn get_one(
-    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(to_document(&load(&s, &name).await?)))
+) -> ApiResult<Response> {
+    Ok(json_response(
+        StatusCode::OK,
+        cached(&cache, &name).await?.doc.clone(),
+    ))
 }
 
-pub async fn status(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let obj = load(&s, &name).await?;
-    let status = if obj.status.is_null() {
-        serde_json::to_value(GitSourceStatus::default()).unwrap_or(Value::Null)
-    } else {
-        obj.status
-    };
-    Ok(Json(json!({
-        "name": name,
-        "generation": obj.meta.generation,
-        "deletionTimestamp": obj.meta.deletion_timestamp,
-        "status": status,
-    })))
+pub async fn status(
+    Extension(cache): Extension<Arc<WatchCache>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(json_response(
+        StatusCode::OK,
+        cached(&cache, &name).await?.status_doc.clone(),
+    ))
 }
 
 pub async fn events(

@@ -1,17 +1,20 @@
 //! The endpoints.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use botcluster_api::gitsource::OWNER_LABEL;
-use botcluster_api::{BotCluster, BotClusterStatus, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
+use botcluster_api::{BotCluster, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
+use crate::cache::{CachedObject, WatchCache};
+use crate::collection::{json_response, sync};
 use crate::{ApiError, AppState, CHANGE_HEADER};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -32,12 +35,15 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(s): State<AppState>) -> Response {
-    if let Ok(all) = s.store.list(BOTCLUSTER_KIND).await {
+pub async fn metrics(
+    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
+) -> Response {
+    if sync(&cache).await.is_ok() {
         s.metrics
             .objects
             .with_label_values(&[BOTCLUSTER_KIND])
-            .set(all.len() as i64);
+            .set(cache.count(BOTCLUSTER_KIND) as i64);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -68,21 +74,10 @@ pub fn to_document(obj: &StoredObject) -> Value {
     doc
 }
 
-pub async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = s
-        .store
-        .list(BOTCLUSTER_KIND)
-        .await?
-        .iter()
-        .map(to_document)
-        .collect();
-    Ok(Json(
-        json!({"apiVersion": API_VERSION, "kind": "BotClusterList", "items": items}),
-    ))
-}
-
-async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
-    s.store.get(BOTCLUSTER_KIND, name).await?.ok_or_else(|| {
+/// One object from the watch cache, after it caught up with the store (404 if absent).
+async fn load(cache: &WatchCache, name: &str) -> ApiResult<Arc<CachedObject>> {
+    sync(cache).await?;
+    cache.get(BOTCLUSTER_KIND, name).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -92,33 +87,32 @@ async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
 }
 
 pub async fn get_one(
-    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(to_document(&load(&s, &name).await?)))
+) -> ApiResult<Response> {
+    Ok(json_response(
+        StatusCode::OK,
+        load(&cache, &name).await?.doc.clone(),
+    ))
 }
 
-pub async fn status(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let obj = load(&s, &name).await?;
-    let status = if obj.status.is_null() {
-        serde_json::to_value(BotClusterStatus::default()).unwrap_or(Value::Null)
-    } else {
-        obj.status
-    };
-    Ok(Json(json!({
-        "name": name,
-        "generation": obj.meta.generation,
-        "deletionTimestamp": obj.meta.deletion_timestamp,
-        "status": status,
-    })))
+pub async fn status(
+    Extension(cache): Extension<Arc<WatchCache>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(json_response(
+        StatusCode::OK,
+        load(&cache, &name).await?.status_doc.clone(),
+    ))
 }
 
 pub async fn events(
     State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    load(&s, &name).await?;
+    load(&cache, &name).await?;
     let limit = match q.get("limit") {
         None => 50,
         Some(l) => l
@@ -270,6 +264,7 @@ async fn owned_labels(
     dry: bool,
 ) -> ApiResult<(std::collections::BTreeMap<String, String>, Option<String>)> {
     let mut labels = bc.metadata.labels.clone();
+    // From the store, not the cache: the decision must see the latest owner.
     let stored = s.store.get(BOTCLUSTER_KIND, name).await?;
     let owner = stored
         .as_ref()
@@ -305,8 +300,12 @@ async fn owned_labels(
     }
 }
 
-pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
-    load(&s, &name).await?;
+pub async fn delete(
+    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    load(&cache, &name).await?;
     match s.store.delete(BOTCLUSTER_KIND, &name).await? {
         Deleted::Removed => Ok((
             StatusCode::OK,

@@ -7,27 +7,34 @@
 //! |---|---|---|
 //! | GET | `/healthz`, `/readyz` | liveness, readiness (no token) |
 //! | GET | `/metrics` | Prometheus text |
-//! | GET | `/api/v1/botclusters` | list |
+//! | GET | `/api/v1/botclusters` | list (`?limit`, `?continue`, `?labelSelector`, `?fieldSelector`), or watch (`?watch=true&resourceVersion=RV`) |
 //! | GET, PUT, DELETE | `/api/v1/botclusters/{name}` | read, create-or-update (`?dryRun=true`), delete |
 //! | GET | `/api/v1/botclusters/{name}/status` | status only |
 //! | GET | `/api/v1/botclusters/{name}/events` | event log (`?limit=N`) |
-//! | GET | `/api/v1/gitsources` | list GitSources |
+//! | GET | `/api/v1/gitsources` | list or watch GitSources (the same parameters) |
 //! | GET, PUT, DELETE | `/api/v1/gitsources/{name}` | read, create-or-update, delete (`?cascade=true`) |
 //! | GET | `/api/v1/gitsources/{name}/status`, `/events` | status only, event log |
 //! | POST | `/api/v1/gitsources/{name}/sync` | poll now (CI jobs, Git host webhooks) |
+//!
+//! Reads (objects, status, lists, watches) are answered from the [`cache::WatchCache`], kept
+//! current by the store's watch; writes go to the store.
 
 mod auth;
 mod body;
+pub mod cache;
+pub mod collection;
 mod error;
 mod gitsources;
 mod handlers;
 pub mod metrics;
+pub mod selector;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use axum::extract::{Query, State};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use botcluster_api::BotCluster;
 use botcluster_store::Store;
 
@@ -72,11 +79,28 @@ pub struct AppState {
     pub preview: Option<Arc<dyn PlanPreview>>,
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API, with a watch cache of default sizes. Must be called inside a tokio
+/// runtime (the cache follows the store in a task).
 pub fn router(state: AppState) -> Router {
+    router_with_cache(state, cache::CacheConfig::default())
+}
+
+/// The whole HTTP API, with a watch cache of the given sizes.
+pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router {
+    let cache = cache::WatchCache::start(state.store.clone(), config);
+    let kind = &collection::BOTCLUSTERS;
     let api = Router::new()
         .route("/metrics", get(handlers::metrics))
-        .route("/api/v1/botclusters", get(handlers::list))
+        .route(
+            "/api/v1/botclusters",
+            get(
+                move |State(_): State<AppState>,
+                      Extension(c): Extension<Arc<cache::WatchCache>>,
+                      Query(q): Query<std::collections::HashMap<String, String>>| {
+                    collection::serve(kind, c, q)
+                },
+            ),
+        )
         .route(
             "/api/v1/botclusters/{name}",
             get(handlers::get_one)
@@ -85,7 +109,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/botclusters/{name}/status", get(handlers::status))
         .route("/api/v1/botclusters/{name}/events", get(handlers::events))
-        .route("/api/v1/gitsources", get(gitsources::list))
+        .route(
+            "/api/v1/gitsources",
+            get(
+                move |State(_): State<AppState>,
+                      Extension(c): Extension<Arc<cache::WatchCache>>,
+                      Query(q): Query<std::collections::HashMap<String, String>>| {
+                    collection::serve(&collection::GITSOURCES, c, q)
+                },
+            ),
+        )
         .route(
             "/api/v1/gitsources/{name}",
             get(gitsources::get_one)
@@ -107,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .merge(api)
         .fallback(handlers::not_found)
+        .layer(Extension(cache))
         // Inside the metrics layer, so a panic is counted as the 500 it becomes.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,

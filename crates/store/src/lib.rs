@@ -103,8 +103,9 @@ pub enum Deleted {
     Terminating(Box<StoredObject>),
 }
 
-/// A change notification.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A change notification. Events are sent in resourceVersion order (the store sends them while
+/// it still holds its write lock), and every revision the store commits has exactly one event.
+#[derive(Clone, Debug, PartialEq)]
 pub struct WatchEvent {
     /// Kind name.
     pub kind: String,
@@ -114,6 +115,9 @@ pub struct WatchEvent {
     pub action: WatchAction,
     /// The store's resourceVersion after the change.
     pub resource_version: u64,
+    /// The object after the change (for `Deleted`: its last state, carrying the deletion's
+    /// resourceVersion). Shared, so a watch cache keeps it without copying.
+    pub object: std::sync::Arc<StoredObject>,
 }
 
 /// Kinds of change.
@@ -202,6 +206,12 @@ pub trait Store: Send + Sync + 'static {
     /// A stream of changes from now on. A lagging receiver gets `RecvError::Lagged` and must
     /// re-list.
     fn watch(&self) -> tokio::sync::broadcast::Receiver<WatchEvent>;
+    /// The newest resourceVersion this store instance committed (and sent to watchers). Cheap:
+    /// no I/O, so a watch cache can check it on every read.
+    fn revision(&self) -> u64;
+    /// Every object of every kind, with the resourceVersion they were read at, atomically: a
+    /// watcher subscribed before this call gets exactly the events newer than that version.
+    async fn snapshot(&self) -> Result<(u64, Vec<StoredObject>)>;
 }
 
 /// The current time in RFC 3339, UTC, whole seconds.

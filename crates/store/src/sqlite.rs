@@ -1,7 +1,8 @@
 //! The embedded store: one SQLite file in WAL mode.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use botcluster_api::{Event, ObjectMeta};
@@ -20,6 +21,20 @@ const EVENTS_PER_OBJECT: i64 = 500;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     tx: broadcast::Sender<WatchEvent>,
+    /// The newest revision committed through this instance (see [`Store::revision`]).
+    revision: AtomicU64,
+}
+
+/// What a write tells watchers once it committed.
+struct Notice {
+    action: WatchAction,
+    object: StoredObject,
+}
+
+impl Notice {
+    fn new(action: WatchAction, object: StoredObject) -> Option<Self> {
+        Some(Notice { action, object })
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -66,14 +81,25 @@ impl SqliteStore {
              CREATE INDEX IF NOT EXISTS events_by_object ON events (kind, name, id);",
         )
         .map_err(backend)?;
+        let revision = conn
+            .query_row("SELECT value FROM revision WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)? as u64;
         let (tx, _) = broadcast::channel(4096);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             tx,
+            revision: AtomicU64::new(revision),
         })
     }
 
-    fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+    /// Runs `f` in a write transaction; once it committed, and while the lock is still held,
+    /// sends its notice to watchers, so events leave in resourceVersion order.
+    fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, Option<Notice>)>,
+    ) -> Result<T> {
         let mut conn = self
             .conn
             .lock()
@@ -83,19 +109,22 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let out = f(&tx)?;
+        let (out, notice) = f(&tx)?;
         tx.commit().map_err(backend)?;
+        if let Some(n) = notice {
+            let rv = n.object.resource_version();
+            self.revision.store(rv, Ordering::Release);
+            // No receivers is fine.
+            let _ = self.tx.send(WatchEvent {
+                kind: n.object.kind.clone(),
+                name: n.object.meta.name.clone(),
+                action: n.action,
+                resource_version: rv,
+                object: Arc::new(n.object),
+            });
+        }
+        drop(conn);
         Ok(out)
-    }
-
-    fn notify(&self, kind: &str, name: &str, action: WatchAction, rv: u64) {
-        // No receivers is fine.
-        let _ = self.tx.send(WatchEvent {
-            kind: kind.to_string(),
-            name: name.to_string(),
-            action,
-            resource_version: rv,
-        });
     }
 }
 
@@ -282,7 +311,7 @@ impl Store for SqliteStore {
                             && w.manager.is_some()
                             && old.meta.managed_by != w.manager);
                     if !spec_changed && !meta_changed {
-                        return Ok((old, Change::Unchanged));
+                        return Ok(((old, Change::Unchanged), None));
                     }
                     let mut obj = old.clone();
                     obj.meta.labels = w.meta.labels.clone();
@@ -298,26 +327,18 @@ impl Store for SqliteStore {
                 }
             };
             if w.dry_run {
-                return Ok((obj, change));
+                return Ok(((obj, change), None));
             }
             obj.meta.resource_version = Some(next_revision(tx)?.to_string());
             save(tx, &obj)?;
-            Ok((obj, change))
+            let action = if change == Change::Created {
+                WatchAction::Added
+            } else {
+                WatchAction::Modified
+            };
+            let notice = Notice::new(action, obj.clone());
+            Ok(((obj, change), notice))
         })?;
-        if !w.dry_run {
-            match out.1 {
-                Change::Created => {
-                    self.notify(&w.kind, &name, WatchAction::Added, out.0.resource_version())
-                }
-                Change::Configured => self.notify(
-                    &w.kind,
-                    &name,
-                    WatchAction::Modified,
-                    out.0.resource_version(),
-                ),
-                Change::Unchanged => {}
-            }
-        }
         Ok(out)
     }
 
@@ -328,24 +349,21 @@ impl Store for SqliteStore {
         status: Value,
         expected: Option<&str>,
     ) -> Result<StoredObject> {
-        let (obj, changed) = self.with_tx(|tx| {
+        self.with_tx(|tx| {
             let mut obj = load(tx, kind, name)?.ok_or_else(|| StoreError::NotFound {
                 kind: kind.into(),
                 name: name.into(),
             })?;
             check_version(&obj, expected)?;
             if obj.status == status {
-                return Ok((obj, false));
+                return Ok((obj, None));
             }
             obj.status = status;
             obj.meta.resource_version = Some(next_revision(tx)?.to_string());
             save(tx, &obj)?;
-            Ok((obj, true))
-        })?;
-        if changed {
-            self.notify(kind, name, WatchAction::Modified, obj.resource_version());
-        }
-        Ok(obj)
+            let notice = Notice::new(WatchAction::Modified, obj.clone());
+            Ok((obj, notice))
+        })
     }
 
     async fn set_finalizers(
@@ -354,7 +372,7 @@ impl Store for SqliteStore {
         name: &str,
         finalizers: Vec<String>,
     ) -> Result<Option<StoredObject>> {
-        let (obj, action) = self.with_tx(|tx| {
+        self.with_tx(|tx| {
             let mut obj = load(tx, kind, name)?.ok_or_else(|| StoreError::NotFound {
                 kind: kind.into(),
                 name: name.into(),
@@ -362,8 +380,9 @@ impl Store for SqliteStore {
             if obj.is_deleting() && finalizers.is_empty() {
                 let rv = next_revision(tx)?;
                 remove(tx, kind, name)?;
+                obj.meta.finalizers.clear();
                 obj.meta.resource_version = Some(rv.to_string());
-                return Ok((None, Some((WatchAction::Deleted, rv))));
+                return Ok((None, Notice::new(WatchAction::Deleted, obj)));
             }
             if obj.meta.finalizers == finalizers {
                 return Ok((Some(obj), None));
@@ -372,41 +391,33 @@ impl Store for SqliteStore {
             let rv = next_revision(tx)?;
             obj.meta.resource_version = Some(rv.to_string());
             save(tx, &obj)?;
-            Ok((Some(obj), Some((WatchAction::Modified, rv))))
-        })?;
-        if let Some((a, rv)) = action {
-            self.notify(kind, name, a, rv);
-        }
-        Ok(obj)
+            let notice = Notice::new(WatchAction::Modified, obj.clone());
+            Ok((Some(obj), notice))
+        })
     }
 
     async fn delete(&self, kind: &str, name: &str) -> Result<Deleted> {
-        let (out, action) = self.with_tx(|tx| {
+        self.with_tx(|tx| {
             let mut obj = load(tx, kind, name)?.ok_or_else(|| StoreError::NotFound {
                 kind: kind.into(),
                 name: name.into(),
             })?;
-            let rv = next_revision(tx)?;
-            if obj.meta.finalizers.is_empty() {
-                remove(tx, kind, name)?;
-                return Ok((Deleted::Removed, Some((WatchAction::Deleted, rv))));
-            }
-            if obj.is_deleting() {
-                // Already marked: deletionTimestamp never moves (Kubernetes' rule).
+            if obj.is_deleting() && !obj.meta.finalizers.is_empty() {
+                // Already marked: deletionTimestamp never moves (Kubernetes' rule), and
+                // nothing is written, so no revision is spent.
                 return Ok((Deleted::Terminating(Box::new(obj)), None));
             }
-            obj.meta.deletion_timestamp = Some(now_rfc3339());
+            let rv = next_revision(tx)?;
             obj.meta.resource_version = Some(rv.to_string());
+            if obj.meta.finalizers.is_empty() {
+                remove(tx, kind, name)?;
+                return Ok((Deleted::Removed, Notice::new(WatchAction::Deleted, obj)));
+            }
+            obj.meta.deletion_timestamp = Some(now_rfc3339());
             save(tx, &obj)?;
-            Ok((
-                Deleted::Terminating(Box::new(obj)),
-                Some((WatchAction::Modified, rv)),
-            ))
-        })?;
-        if let Some((a, rv)) = action {
-            self.notify(kind, name, a, rv);
-        }
-        Ok(out)
+            let notice = Notice::new(WatchAction::Modified, obj.clone());
+            Ok((Deleted::Terminating(Box::new(obj)), notice))
+        })
     }
 
     async fn record_event(&self, kind: &str, name: &str, event: Event) -> Result<()> {
@@ -424,7 +435,7 @@ impl Store for SqliteStore {
                 params![kind, name, EVENTS_PER_OBJECT],
             )
             .map_err(backend)?;
-            Ok(())
+            Ok(((), None))
         })
     }
 
@@ -450,5 +461,46 @@ impl Store for SqliteStore {
 
     fn watch(&self) -> broadcast::Receiver<WatchEvent> {
         self.tx.subscribe()
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    async fn snapshot(&self) -> Result<(u64, Vec<StoredObject>)> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| backend("store mutex poisoned"))?;
+        // One read transaction: the revision and the rows are of the same moment, even with
+        // another process writing the file.
+        let tx = conn.transaction().map_err(backend)?;
+        let rv = tx
+            .query_row("SELECT value FROM revision WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(backend)? as u64;
+        let objects = {
+            let mut stmt = tx
+                .prepare_cached("SELECT kind, meta, spec, status FROM objects ORDER BY kind, name")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (k, m, s, st) = row.map_err(backend)?;
+                decode(&k, &m, &s, &st)
+            })
+            .collect::<Result<Vec<_>>>()?
+        };
+        tx.commit().map_err(backend)?;
+        Ok((rv, objects))
     }
 }

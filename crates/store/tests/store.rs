@@ -304,3 +304,58 @@ async fn child_writer() {
         println!("ACK {name}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_writers_notify_in_revision_order_one_event_per_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let mut w = s.watch();
+    let start = s.revision();
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                s.apply(write(&format!("o{t}"), json!({"i": i})))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Deleting an object already marked spends no revision (and sends nothing).
+    s.apply(write("fin", json!({}))).await.unwrap();
+    s.set_finalizers(KIND, "fin", vec!["x".into()])
+        .await
+        .unwrap();
+    s.delete(KIND, "fin").await.unwrap();
+    s.delete(KIND, "fin").await.unwrap();
+    let mut rvs = Vec::new();
+    while let Ok(ev) = w.try_recv() {
+        assert_eq!(ev.resource_version, ev.object.resource_version());
+        assert_eq!(ev.name, ev.object.meta.name);
+        rvs.push(ev.resource_version);
+    }
+    let expected: Vec<u64> = (start + 1..=s.revision()).collect();
+    assert_eq!(rvs, expected, "one event per revision, in order");
+    assert_eq!(rvs.len(), 4 * 50 + 3);
+    let (rv, all) = s.snapshot().await.unwrap();
+    assert_eq!(rv, s.revision());
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|o| o.resource_version() <= rv));
+}
+
+#[tokio::test]
+async fn a_deleted_event_carries_the_last_state_at_the_deletion_revision() {
+    let (_d, s) = store();
+    s.apply(write("a", json!({"x": 1}))).await.unwrap();
+    let mut w = s.watch();
+    s.delete(KIND, "a").await.unwrap();
+    let ev = w.try_recv().unwrap();
+    assert_eq!(ev.action, WatchAction::Deleted);
+    assert_eq!(ev.object.spec, json!({"x": 1}));
+    assert_eq!(ev.resource_version, s.revision());
+    assert_eq!(ev.object.resource_version(), ev.resource_version);
+}
