@@ -124,7 +124,7 @@ pub fn botcluster_from_value(mut value: Value) -> Result<BotCluster, ValidationE
         )]));
     }
     errors.extend(strip_unknown_fields(&mut value));
-    errors.extend(crate::validate::string_lengths(&value));
+    errors.extend(crate::validate::string_rules(&value));
     let obj: BotCluster = match serde_path_to_error::deserialize(&value) {
         Ok(o) => o,
         Err(err) => {

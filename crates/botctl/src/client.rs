@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use botcluster_server::{ErrorBody, CHANGE_HEADER};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::terminal::escape;
 use crate::Conn;
 
 /// The data directory: `--data-dir`, `$BOTCLUSTER_DATA_DIR`, `$XDG_DATA_HOME/botcluster`,
@@ -44,13 +46,44 @@ pub struct ServerError {
 }
 
 impl std::fmt::Display for ServerError {
+    /// The server's message and one line per field error, each escaped for the terminal (they
+    /// quote values a spec's writer chose), so only the line breaks between them are real.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.body.message)?;
+        write!(f, "{}", escape(&self.body.message))?;
         for e in &self.body.field_errors {
-            write!(f, "\n  - {e}")?;
+            write!(f, "\n  - {}", escape(&e.to_string()))?;
+        }
+        if self.body.omitted_field_errors > 0 {
+            write!(
+                f,
+                "\n  ({} more problems not listed)",
+                self.body.omitted_field_errors
+            )?;
         }
         Ok(())
     }
+}
+
+/// Path segments: everything but unreserved characters is percent-encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URL path of a BotCluster: the name checked with the server's own rule first (so
+/// `x/../victim` or `../../metrics` never leave this process), then percent-encoded.
+pub fn object_path(name: &str) -> Result<String> {
+    path_of("botclusters", name)
+}
+
+/// [`object_path`] for any kind's collection (`botclusters`, `gitsources`).
+pub fn path_of(plural: &str, name: &str) -> Result<String> {
+    botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("the name {m}"))?;
+    Ok(format!(
+        "/api/v1/{plural}/{}",
+        utf8_percent_encode(name, SEGMENT)
+    ))
 }
 
 impl std::error::Error for ServerError {}

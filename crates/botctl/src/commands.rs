@@ -10,8 +10,9 @@ use botcluster_api::yaml::{parse_values, Limits};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{is_not_found, Client, ServerError};
+use crate::client::{is_not_found, object_path, path_of, Client, ServerError};
 use crate::render;
+use crate::terminal::escape;
 use crate::{Conn, Output};
 
 /// One document read from a file, with where it came from.
@@ -120,6 +121,11 @@ fn target(arg: &str) -> (Kind, &str) {
     }
 }
 
+/// The URL path of one object of `kind`, its name checked and encoded.
+fn kind_path(kind: Kind, name: &str) -> Result<String> {
+    path_of(kind.plural(), name)
+}
+
 impl Kind {
     fn of(d: &Doc) -> Kind {
         match d.value.get("kind").and_then(Value::as_str) {
@@ -149,7 +155,7 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) ->
         let name = match doc_name(d) {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 failed += 1;
                 continue;
             }
@@ -163,8 +169,8 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) ->
             query.push("force=true");
         }
         let path = format!(
-            "/api/v1/{}/{name}{}{}",
-            kind.plural(),
+            "{}{}{}",
+            kind_path(kind, &name)?,
             if query.is_empty() { "" } else { "?" },
             query.join("&")
         );
@@ -173,20 +179,20 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) ->
             Ok(reply) => {
                 let change = reply.change.unwrap_or_else(|| "applied".into());
                 if dry_run {
-                    println!("{what} {change} (dry run)");
+                    outln!("{} {} (dry run)", escape(&what), escape(&change));
                     for step in plan_lines(&reply.body, "plan") {
-                        println!("  - {step}");
+                        outln!("  - {}", escape(&step));
                     }
                     for note in plan_lines(&reply.body, "notes") {
-                        println!("  # {note}");
+                        outln!("  # {}", escape(&note));
                     }
                 } else {
-                    println!("{what} {change}");
+                    outln!("{} {}", escape(&what), escape(&change));
                 }
             }
             Err(e) => match e.downcast_ref::<ServerError>() {
                 Some(se) => {
-                    eprintln!("error: {}: {what}: {se}", d.place());
+                    errln!("error: {}: {what}: {se}", d.place());
                     failed += 1;
                 }
                 None => return Err(e),
@@ -215,11 +221,10 @@ pub async fn get(
         (None, _) => (Kind::BotCluster, None),
     };
     let client = Client::new(conn)?;
-    let plural = kind.plural();
     let items: Vec<Value> = match name {
-        Some(n) => vec![client.get(&format!("/api/v1/{plural}/{n}")).await?],
+        Some(n) => vec![client.get(&kind_path(kind, n)?).await?],
         None => client
-            .get(&format!("/api/v1/{plural}"))
+            .get(&format!("/api/v1/{}", kind.plural()))
             .await?
             .get("items")
             .and_then(Value::as_array)
@@ -244,18 +249,16 @@ pub async fn get(
         }
         Output::Table if kind == Kind::GitSource => {
             if items.is_empty() {
-                eprintln!("No GitSources. Create one with `botctl apply -f` (see docs/gitops.md).");
+                errln!("No GitSources. Create one with `botctl apply -f` (see docs/gitops.md).");
             } else {
-                print!("{}", crate::gitsource::table(&items));
+                out!("{}", crate::gitsource::table(&items));
             }
         }
         Output::Table => {
             if items.is_empty() {
-                eprintln!(
-                    "No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`."
-                );
+                errln!("No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`.");
             } else {
-                print!("{}", render::table(&items));
+                out!("{}", render::table(&items));
             }
         }
     }
@@ -268,14 +271,15 @@ pub async fn status(conn: &Conn, name: &str, events: usize) -> Result<u8> {
     if kind == Kind::GitSource {
         return crate::gitsource::show_status(&client, name, events).await;
     }
-    let obj = client.get(&format!("/api/v1/botclusters/{name}")).await?;
+    let obj = client.get(&object_path(name)?).await?;
     let ev = client
         .get(&format!(
-            "/api/v1/botclusters/{name}/events?limit={}",
+            "{}/events?limit={}",
+            object_path(name)?,
             events.clamp(1, 500)
         ))
         .await?;
-    print!(
+    out!(
         "{}",
         render::status(
             &obj,
@@ -309,14 +313,14 @@ pub async fn delete(
         bail!("--cascade applies to gitsource/NAME only; a BotCluster's containers are always torn down");
     }
     let reply = client
-        .send(Method::DELETE, &format!("/api/v1/botclusters/{name}"), None)
+        .send(Method::DELETE, &object_path(name)?, None)
         .await?;
     let message = reply
         .body
         .get("message")
         .and_then(Value::as_str)
         .unwrap_or("deleted");
-    println!("{message}");
+    outln!("{}", escape(message));
     if wait_gone && reply.body.get("result").and_then(Value::as_str) == Some("terminating") {
         return wait_for(&client, name, &WaitFor::Delete, timeout).await;
     }
@@ -337,10 +341,10 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
     for d in &docs {
         let name = doc_name(d)?;
         if Kind::of(d) == Kind::GitSource {
-            println!("gitsource/{name}: not compared (diff covers BotClusters; a GitSource's effect shows at its next sync)");
+            outln!("gitsource/{}: not compared (diff covers BotClusters; a GitSource's effect shows at its next sync)", escape(&name));
             continue;
         }
-        let current = match client.get(&format!("/api/v1/botclusters/{name}")).await {
+        let current = match client.get(&object_path(&name)?).await {
             Ok(v) => Some(v),
             Err(e) if is_not_found(&e) => None,
             Err(e) => return Err(e),
@@ -348,7 +352,7 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
         let reply = client
             .send(
                 Method::PUT,
-                &format!("/api/v1/botclusters/{name}?dryRun=true"),
+                &format!("{}?dryRun=true", object_path(&name)?),
                 Some(&d.value),
             )
             .await
@@ -365,18 +369,18 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
             differs = true;
             print_spec_diff(&name, &current, &reply.body, &d.source)?;
         } else if !plan.is_empty() {
-            println!("botcluster/{name}: spec unchanged");
+            outln!("botcluster/{name}: spec unchanged");
         }
         if !plan.is_empty() {
             differs = true;
         }
         if !plan.is_empty() || !notes.is_empty() {
-            println!("# plan for botcluster/{name}:");
+            outln!("# plan for botcluster/{name}:");
             for step in &plan {
-                println!("#   {step}");
+                outln!("#   {}", escape(step));
             }
             for note in &notes {
-                println!("#   ({note})");
+                outln!("#   ({})", escape(note));
             }
         }
     }
@@ -421,7 +425,7 @@ fn print_spec_diff(name: &str, current: &Option<Value>, reply: &Value, source: &
         } else {
             "/dev/null".into()
         };
-        print!(
+        out!(
             "{}",
             similar::TextDiff::from_lines(&old, &new)
                 .unified_diff()
@@ -474,7 +478,7 @@ async fn wait_for(client: &Client, name: &str, what: &WaitFor, timeout: Duration
     let started = Instant::now();
     let mut last_note = String::new();
     loop {
-        let obj = match client.get(&format!("/api/v1/botclusters/{name}")).await {
+        let obj = match client.get(&object_path(name)?).await {
             Ok(o) => Some(o),
             Err(e) if is_not_found(&e) => None,
             Err(e) => return Err(e),
@@ -529,15 +533,15 @@ async fn wait_for(client: &Client, name: &str, what: &WaitFor, timeout: Duration
             }
         };
         if done {
-            println!("{note}");
+            outln!("{}", escape(&note));
             return Ok(0);
         }
         if note != last_note {
-            eprintln!("waiting: {note}");
+            errln!("waiting: {}", escape(&note));
             last_note = note;
         }
         if started.elapsed() >= timeout {
-            eprintln!(
+            errln!(
                 "error: timed out after {:?} waiting for botcluster/{name}: {last_note}",
                 timeout
             );
@@ -560,10 +564,10 @@ pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Res
     botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("--name: {m}"))?;
     let imp = import_config_csv(&text, name, image).map_err(|e| anyhow!("{file}: {e}"))?;
     for w in &imp.warnings {
-        eprintln!("warning: {file}: {w}");
+        errln!("warning: {file}: {w}");
     }
     for (line, key) in &imp.unknown_keys {
-        eprintln!(
+        errln!(
             "warning: {file}: line {line}: unknown key {key}; kept in the annotation {}",
             botcluster_api::import::UNMAPPED_ANNOTATION
         );
@@ -575,7 +579,7 @@ pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Res
     match output {
         Some(p) => {
             std::fs::write(p, &yaml).with_context(|| format!("writing {}", p.display()))?;
-            eprintln!("wrote {}", p.display());
+            errln!("wrote {}", p.display());
         }
         None => print!("{yaml}"),
     }

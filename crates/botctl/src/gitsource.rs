@@ -7,14 +7,12 @@ use anyhow::{bail, Result};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{path_of, Client};
 use crate::render::{age, columns};
 
-/// A terminal-safe string (control characters replaced).
+/// A terminal-safe string (control characters escaped).
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::terminal::escape(s).into_owned()
 }
 
 fn s(v: &Value, ptr: &str) -> String {
@@ -232,10 +230,11 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
 
 /// `botctl status gitsource/NAME`.
 pub async fn show_status(client: &Client, name: &str, events: usize) -> Result<u8> {
-    let obj = client.get(&format!("/api/v1/gitsources/{name}")).await?;
+    let obj = client.get(&path_of("gitsources", name)?).await?;
     let ev = client
         .get(&format!(
-            "/api/v1/gitsources/{name}/events?limit={}",
+            "{}/events?limit={}",
+            path_of("gitsources", name)?,
             events.clamp(1, 500)
         ))
         .await?;
@@ -255,11 +254,12 @@ pub async fn show_status(client: &Client, name: &str, events: usize) -> Result<u
 /// `botctl delete gitsource/NAME [--cascade]`.
 pub async fn delete(client: &Client, name: &str, cascade: bool) -> Result<u8> {
     let path = format!(
-        "/api/v1/gitsources/{name}{}",
+        "{}{}",
+        path_of("gitsources", name)?,
         if cascade { "?cascade=true" } else { "" }
     );
     let reply = client.send(Method::DELETE, &path, None).await?;
-    println!("{}", s(&reply.body, "/message"));
+    outln!("{}", s(&reply.body, "/message"));
     Ok(0)
 }
 
@@ -269,32 +269,32 @@ pub async fn sync(client: &Client, name: &str, wait: bool, timeout: Duration) ->
     let reply = client
         .send(
             Method::POST,
-            &format!("/api/v1/gitsources/{name}/sync"),
+            &format!("{}/sync", path_of("gitsources", name)?),
             None,
         )
         .await?;
     let token = s(&reply.body, "/token");
     if !wait {
-        println!("gitsource/{name} sync requested");
+        outln!("gitsource/{name} sync requested");
         return Ok(0);
     }
     let started = Instant::now();
     loop {
-        let obj = client.get(&format!("/api/v1/gitsources/{name}")).await?;
+        let obj = client.get(&path_of("gitsources", name)?).await?;
         if s(&obj, "/status/lastHandledSync") == token {
             let ready = condition(&obj, "Ready");
             let ok = ready.is_some_and(|c| s(c, "/status") == "True");
             let applied = s(&obj, "/status/lastAppliedRevision");
             if ok {
-                println!("gitsource/{name} synced: {applied}");
+                outln!("gitsource/{name} synced: {applied}");
                 return Ok(0);
             }
             let (reason, message) = ready
                 .map(|c| (s(c, "/reason"), s(c, "/message")))
                 .unwrap_or_default();
-            eprintln!("gitsource/{name} sync handled but not Ready: {reason}: {message}");
+            errln!("gitsource/{name} sync handled but not Ready: {reason}: {message}");
             if !applied.is_empty() {
-                eprintln!("still applied: {applied}");
+                errln!("still applied: {applied}");
             }
             return Ok(1);
         }

@@ -1,5 +1,7 @@
 //! botctl: apply, inspect and wait on BotClusters, import a General Bots config.csv, and run the server (`botctl serve`).
 
+#[macro_use]
+mod terminal;
 mod client;
 mod commands;
 mod gitsource;
@@ -221,7 +223,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(2)
         }
     }

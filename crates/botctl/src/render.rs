@@ -1,9 +1,20 @@
 //! Tables and the status page, for people.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+use crate::terminal::escape;
+
+/// A stored string, escaped for the terminal (see `crate::terminal`): every value shown here
+/// comes through this or [`text`].
+fn s<'a>(v: &'a Value, ptr: &str) -> Cow<'a, str> {
+    escape(v.pointer(ptr).and_then(Value::as_str).unwrap_or(""))
+}
+
+/// A stored string with a fallback, escaped for the terminal.
+fn text<'a>(v: &'a Value, key: &str, absent: &'a str) -> Cow<'a, str> {
+    escape(v.get(key).and_then(Value::as_str).unwrap_or(absent))
 }
 
 fn n(v: &Value, ptr: &str) -> u64 {
@@ -96,7 +107,7 @@ pub fn table(items: &[Value]) -> String {
                 n(i, "/status/observedGeneration"),
                 n(i, "/metadata/generation")
             ),
-            age(s(i, "/metadata/creationTimestamp")),
+            age(&s(i, "/metadata/creationTimestamp")),
         ]);
     }
     columns(&rows)
@@ -122,7 +133,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
     if !s(obj, "/metadata/deletionTimestamp").is_empty() {
         out.push_str(&format!(
             "Deleting:    since {} ago\n",
-            age(s(obj, "/metadata/deletionTimestamp"))
+            age(&s(obj, "/metadata/deletionTimestamp"))
         ));
     }
     let desired = obj
@@ -153,7 +164,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
             },
             p.get("url")
                 .and_then(Value::as_str)
-                .map(|u| format!(", {u}"))
+                .map(|u| format!(", {}", escape(u)))
                 .unwrap_or_default()
         ));
     }
@@ -163,16 +174,14 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                    .filter_map(|(k, v)| v.as_f64().map(|v| format!("{k} {v}")))
+                    .filter_map(|(k, v)| v.as_f64().map(|v| format!("{} {v}", escape(k))))
                     .collect()
             })
             .unwrap_or_default();
         out.push_str(&format!(
             "Autoscaler:  wants {} ({}){}\n",
             n(a, "/desiredReplicas"),
-            a.get("decidedBy")
-                .and_then(Value::as_str)
-                .unwrap_or("no rule fired"),
+            text(a, "decidedBy", "no rule fired"),
             if seen.is_empty() {
                 String::new()
             } else {
@@ -201,7 +210,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
                     format!("  {}", s(c, "/type")),
                     s(c, "/status").into(),
                     s(c, "/reason").into(),
-                    age(s(c, "/lastTransitionTime")),
+                    age(&s(c, "/lastTransitionTime")),
                     s(c, "/message").into(),
                 ]);
             }
@@ -226,10 +235,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
                     } else {
                         "no".into()
                     },
-                    i.get("health")
-                        .and_then(Value::as_str)
-                        .unwrap_or("-")
-                        .into(),
+                    text(i, "health", "-").into(),
                     i.get("cpuPercent")
                         .and_then(Value::as_f64)
                         .map(|c| format!("{c:.0}%"))
@@ -238,7 +244,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
                         .and_then(Value::as_u64)
                         .map(human_bytes)
                         .unwrap_or("-".into()),
-                    i.get("url").and_then(Value::as_str).unwrap_or("-").into(),
+                    text(i, "url", "-").into(),
                 ]);
             }
             out.push_str(&columns(&rows));
@@ -254,7 +260,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
             .to_vec()];
         for e in events {
             rows.push(vec![
-                format!("  {}", age(s(e, "/time"))),
+                format!("  {}", age(&s(e, "/time"))),
                 s(e, "/type").into(),
                 s(e, "/reason").into(),
                 s(e, "/message").into(),

@@ -27,8 +27,9 @@ pub const MANAGED_LIMITS: [&str; 4] = [
     "limits.processes",
     "limits.disk.priority",
 ];
-/// Path of the environment file pushed when `spec.env` is set.
-pub const ENV_FILE: &str = "/etc/botserver/botserver.env";
+/// Path of the environment file pushed when `spec.env` is set (validation keeps
+/// `spec.files` off it and line breaks out of its values).
+pub const ENV_FILE: &str = botcluster_api::validate::charset::ENV_FILE;
 
 /// A device: LXD's flat map of options.
 pub type Device = BTreeMap<String, String>;

@@ -77,7 +77,11 @@ pub(super) fn validate_load_balancer(lb: &LoadBalancer, e: &mut Errors) {
             || "is listed twice".into(),
         );
     }
-    for k in lb.security_headers.headers.keys() {
+    for (k, v) in &lb.security_headers.headers {
+        e.rule(
+            &format!("spec.loadBalancer.securityHeaders.headers.{k}"),
+            super::charset::header_value(v),
+        );
         e.check(
             !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
             &format!("spec.loadBalancer.securityHeaders.headers.{k}"),
