@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use botcluster_api::import::import_config_csv;
@@ -10,9 +10,9 @@ use botcluster_api::yaml::{parse_values, Limits};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{is_not_found, object_path, path_of, Client, ServerError};
-use crate::render;
+use crate::client::{is_not_found, object_path, path_of, query_escape, Client, ServerError};
 use crate::terminal::escape;
+use crate::{follow, render};
 use crate::{Conn, Output};
 
 /// One document read from a file, with where it came from.
@@ -206,7 +206,9 @@ pub async fn get(
     conn: &Conn,
     what: Option<&str>,
     second: Option<&str>,
+    selector: Option<&str>,
     output: Output,
+    watch: bool,
 ) -> Result<u8> {
     let (kind, name) = match (what, second) {
         (Some("gitsources" | "gitsource" | "gs"), n) => (Kind::GitSource, n),
@@ -221,15 +223,22 @@ pub async fn get(
         (None, _) => (Kind::BotCluster, None),
     };
     let client = Client::new(conn)?;
+    if watch {
+        if kind == Kind::GitSource {
+            bail!("get -w follows BotClusters only for now; poll `botctl get gitsources`");
+        }
+        return follow::get(&client, name, selector, output).await;
+    }
     let items: Vec<Value> = match name {
         Some(n) => vec![client.get(&kind_path(kind, n)?).await?],
-        None => client
-            .get(&format!("/api/v1/{}", kind.plural()))
-            .await?
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
+        None => {
+            let base = format!("/api/v1/{}", kind.plural());
+            let path = match selector {
+                Some(l) => format!("{base}?labelSelector={}", query_escape(l)),
+                None => base,
+            };
+            client.list_all(&path).await?.0
+        }
     };
     match output {
         Output::Json => {
@@ -265,30 +274,20 @@ pub async fn get(
     Ok(0)
 }
 
-pub async fn status(conn: &Conn, name: &str, events: usize) -> Result<u8> {
+pub async fn status(conn: &Conn, name: &str, events: usize, watch: bool) -> Result<u8> {
     let client = Client::new(conn)?;
     let (kind, name) = target(name);
     if kind == Kind::GitSource {
+        if watch {
+            bail!("status -w follows BotClusters only; run `botctl status gitsource/{name}` again");
+        }
         return crate::gitsource::show_status(&client, name, events).await;
     }
+    if watch {
+        return follow::status(&client, name, events).await;
+    }
     let obj = client.get(&object_path(name)?).await?;
-    let ev = client
-        .get(&format!(
-            "{}/events?limit={}",
-            object_path(name)?,
-            events.clamp(1, 500)
-        ))
-        .await?;
-    out!(
-        "{}",
-        render::status(
-            &obj,
-            ev.get("events")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        )
-    );
+    follow::print_status(&client, name, &obj, events).await?;
     Ok(0)
 }
 
@@ -322,7 +321,7 @@ pub async fn delete(
         .unwrap_or("deleted");
     outln!("{}", escape(message));
     if wait_gone && reply.body.get("result").and_then(Value::as_str) == Some("terminating") {
-        return wait_for(&client, name, &WaitFor::Delete, timeout).await;
+        return follow::wait_for(&client, name, &follow::WaitFor::Delete, timeout).await;
     }
     Ok(0)
 }
@@ -436,119 +435,11 @@ fn print_spec_diff(name: &str, current: &Option<Value>, reply: &Value, source: &
     Ok(())
 }
 
-enum WaitFor {
-    Condition { type_: String, status: String },
-    Delete,
-}
-
-fn parse_for(s: &str) -> Result<WaitFor> {
-    if s == "delete" {
-        return Ok(WaitFor::Delete);
-    }
-    let rest = s.strip_prefix("condition=").ok_or_else(|| {
-        anyhow!("--for \"{s}\": write condition=TYPE[=STATUS] (e.g. condition=Ready) or delete")
-    })?;
-    let (type_, status) = match rest.split_once('=') {
-        Some((t, st)) => (t, st),
-        None => (rest, "True"),
-    };
-    let status = match status.to_ascii_lowercase().as_str() {
-        "true" => "True",
-        "false" => "False",
-        "unknown" => "Unknown",
-        _ => bail!("--for \"{s}\": the status must be True, False or Unknown"),
-    };
-    if type_.is_empty() {
-        bail!("--for \"{s}\": name the condition, e.g. condition=Ready");
-    }
-    Ok(WaitFor::Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-    })
-}
-
 pub async fn wait(conn: &Conn, name: &str, for_: &str, timeout: &str) -> Result<u8> {
-    let what = parse_for(for_)?;
+    let what = follow::parse_for(for_)?;
     let timeout = parse_timeout(timeout)?;
     let client = Client::new(conn)?;
-    wait_for(&client, name, &what, timeout).await
-}
-
-async fn wait_for(client: &Client, name: &str, what: &WaitFor, timeout: Duration) -> Result<u8> {
-    let started = Instant::now();
-    let mut last_note = String::new();
-    loop {
-        let obj = match client.get(&object_path(name)?).await {
-            Ok(o) => Some(o),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(e),
-        };
-        let (done, note) = match (what, &obj) {
-            (WaitFor::Delete, None) => (true, format!("botcluster/{name} deleted")),
-            (WaitFor::Delete, Some(_)) => (false, "still present".to_string()),
-            (WaitFor::Condition { .. }, None) => bail!("botcluster/{name} not found"),
-            (WaitFor::Condition { type_, status }, Some(o)) => {
-                let generation = o
-                    .pointer("/metadata/generation")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                let cond = o
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|cs| {
-                        cs.iter()
-                            .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
-                    });
-                let observed = cond
-                    .and_then(|c| c.get("observedGeneration"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                let got = cond
-                    .and_then(|c| c.get("status"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("Unknown");
-                let reason = cond
-                    .and_then(|c| c.get("reason"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let message = cond
-                    .and_then(|c| c.get("message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                // A condition computed for an older generation says nothing about this one.
-                let done = got == status && observed >= generation;
-                let note = if cond.is_none() {
-                    format!("{type_} not reported yet")
-                } else {
-                    format!("{type_}={got} {reason}: {message}")
-                };
-                (
-                    done,
-                    if done {
-                        format!("botcluster/{name} condition met: {type_}={status}")
-                    } else {
-                        note
-                    },
-                )
-            }
-        };
-        if done {
-            outln!("{}", escape(&note));
-            return Ok(0);
-        }
-        if note != last_note {
-            errln!("waiting: {}", escape(&note));
-            last_note = note;
-        }
-        if started.elapsed() >= timeout {
-            errln!(
-                "error: timed out after {:?} waiting for botcluster/{name}: {last_note}",
-                timeout
-            );
-            return Ok(1);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    follow::wait_for(&client, name, &what, timeout).await
 }
 
 pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Result<u8> {

@@ -4,6 +4,7 @@
 mod terminal;
 mod client;
 mod commands;
+mod follow;
 mod gitsource;
 mod render;
 mod serve;
@@ -78,8 +79,14 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// List BotClusters, or show one; `get gitsources [NAME]` or `get gitsource/NAME` for
-    /// GitSources.
+    /// List BotClusters, or show one; with -w, then follow every change. `get gitsources
+    /// [NAME]` or `get gitsource/NAME` for GitSources.
+    ///
+    ///   botctl get
+    ///   botctl get -l team=bots,tier!=canary
+    ///   botctl get -w                      # what exists, then a line per change
+    ///   botctl get gitsources
+    #[command(verbatim_doc_comment)]
     Get {
         /// A BotCluster name, `gitsources`, `gitsource/NAME` or `botclusters`; all
         /// BotClusters when absent.
@@ -89,6 +96,13 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// Only those whose labels match (Kubernetes' syntax: `k=v`, `k!=v`, `k in (a,b)`,
+        /// `k notin (a,b)`, `k`, `!k`, joined by commas).
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// After listing, print every change as it happens (until Ctrl-C).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Show a BotCluster's conditions, instances and recent events, for people
     /// (`status gitsource/NAME`: a GitSource's revisions, conditions, inventory, history).
@@ -98,6 +112,9 @@ enum Command {
         /// How many recent events to show.
         #[arg(long, default_value_t = 10)]
         events: usize,
+        /// Print the page again on every change of the cluster (until Ctrl-C or deletion).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Delete a BotCluster (its containers are torn down first), or `gitsource/NAME`.
     ///
@@ -241,8 +258,24 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             name,
             second,
             output,
-        } => commands::get(&conn, name.as_deref(), second.as_deref(), output).await,
-        Command::Status { name, events } => commands::status(&conn, &name, events).await,
+            selector,
+            watch,
+        } => {
+            commands::get(
+                &conn,
+                name.as_deref(),
+                second.as_deref(),
+                selector.as_deref(),
+                output,
+                watch,
+            )
+            .await
+        }
+        Command::Status {
+            name,
+            events,
+            watch,
+        } => commands::status(&conn, &name, events, watch).await,
         Command::Delete {
             name,
             cascade,

@@ -74,43 +74,72 @@ fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
         })
 }
 
+const TABLE_HEADER: [&str; 6] = ["NAME", "READY", "DESIRED", "STATUS", "GENERATION", "AGE"];
+
 /// `botctl get`: one line per cluster.
 pub fn table(items: &[Value]) -> String {
-    let mut rows = vec![["NAME", "READY", "DESIRED", "STATUS", "GENERATION", "AGE"]
-        .map(String::from)
-        .to_vec()];
-    for i in items {
-        let status = if !s(i, "/metadata/deletionTimestamp").is_empty() {
-            "Terminating".to_string()
-        } else {
-            match condition(i, "Ready") {
-                Some(c) if s(c, "/status") == "True" => "Ready".into(),
-                Some(c) => s(c, "/reason").to_string(),
-                None => "Pending".into(),
-            }
-        };
-        let desired = i
-            .pointer("/status/desiredReplicas")
-            .and_then(Value::as_u64)
-            .unwrap_or_else(|| n(i, "/spec/replicas"));
-        rows.push(vec![
-            s(i, "/metadata/name").to_string(),
-            format!(
-                "{}/{}",
-                n(i, "/status/readyReplicas"),
-                n(i, "/status/replicas")
-            ),
-            desired.to_string(),
-            status,
-            format!(
-                "{}/{}",
-                n(i, "/status/observedGeneration"),
-                n(i, "/metadata/generation")
-            ),
-            age(&s(i, "/metadata/creationTimestamp")),
-        ]);
-    }
+    let mut rows = vec![TABLE_HEADER.map(String::from).to_vec()];
+    rows.extend(items.iter().map(|i| table_row(i, None)));
     columns(&rows)
+}
+
+/// `botctl get -w`: the row of one watch event (`DELETED` shows as status `Deleted`), under
+/// the header when `header`. Columns are padded to fixed widths, since rows come one by one.
+pub fn watch_row(event: &str, item: &Value, header: bool) -> String {
+    let status = (event == "DELETED").then_some("Deleted");
+    let widths = [24, 7, 7, 14, 10, 5];
+    let pad = |cells: Vec<String>| -> String {
+        let mut line = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            if c + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        format!("{}\n", line.trim_end())
+    };
+    let mut out = String::new();
+    if header {
+        out.push_str(&pad(TABLE_HEADER.map(String::from).to_vec()));
+    }
+    out.push_str(&pad(table_row(item, status)));
+    out
+}
+
+/// One row of the table; its cells are escaped (`s`).
+fn table_row(i: &Value, status_override: Option<&str>) -> Vec<String> {
+    let status = if let Some(st) = status_override {
+        st.to_string()
+    } else if !s(i, "/metadata/deletionTimestamp").is_empty() {
+        "Terminating".to_string()
+    } else {
+        match condition(i, "Ready") {
+            Some(c) if s(c, "/status") == "True" => "Ready".into(),
+            Some(c) => s(c, "/reason").to_string(),
+            None => "Pending".into(),
+        }
+    };
+    let desired = i
+        .pointer("/status/desiredReplicas")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| n(i, "/spec/replicas"));
+    vec![
+        s(i, "/metadata/name").to_string(),
+        format!(
+            "{}/{}",
+            n(i, "/status/readyReplicas"),
+            n(i, "/status/replicas")
+        ),
+        desired.to_string(),
+        status,
+        format!(
+            "{}/{}",
+            n(i, "/status/observedGeneration"),
+            n(i, "/metadata/generation")
+        ),
+        age(&s(i, "/metadata/creationTimestamp")),
+    ]
 }
 
 /// `botctl status NAME`.

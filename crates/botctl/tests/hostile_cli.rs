@@ -127,7 +127,10 @@ fn hostile_server() -> String {
                     200,
                     json!({"name": "web", "events": [{"time": evil, "type": evil, "reason": evil, "message": evil}]}),
                 ),
-                ["GET", "/api/v1/botclusters", _] => (200, json!({"items": [obj.clone()]})),
+                // `botctl get` lists in pages: `?limit=500`.
+                ["GET", p, _] if p.split('?').next() == Some("/api/v1/botclusters") => {
+                    (200, json!({"items": [obj.clone()]}))
+                }
                 ["GET", _, _] => (200, obj.clone()),
                 ["DELETE", _, _] => (
                     200,
