@@ -80,7 +80,12 @@ pub fn object_path(name: &str) -> Result<String> {
 
 /// [`object_path`] for any kind's collection (`botclusters`, `gitsources`).
 pub fn path_of(plural: &str, name: &str) -> Result<String> {
-    botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("the name {m}"))?;
+    let kind = if plural == "gitsources" {
+        "GitSource"
+    } else {
+        "BotCluster"
+    };
+    botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("the {kind} name {m}"))?;
     Ok(format!(
         "/api/v1/{plural}/{}",
         utf8_percent_encode(name, SEGMENT)
