@@ -124,7 +124,7 @@ pub fn botcluster_from_value(mut value: Value) -> Result<BotCluster, ValidationE
         )]));
     }
     errors.extend(strip_unknown_fields(&mut value));
-    errors.extend(crate::validate::string_lengths(&value));
+    errors.extend(crate::validate::string_rules(&value));
     let obj: BotCluster = match serde_path_to_error::deserialize(&value) {
         Ok(o) => o,
         Err(err) => {
@@ -142,7 +142,7 @@ pub fn botcluster_from_value(mut value: Value) -> Result<BotCluster, ValidationE
     }
 }
 
-fn serde_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+pub(crate) fn serde_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     let path = err.path().to_string();
     let path = if path == "." { String::new() } else { path };
     let msg = err.inner().to_string();

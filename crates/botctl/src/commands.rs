@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use botcluster_api::import::import_config_csv;
@@ -10,8 +10,9 @@ use botcluster_api::yaml::{parse_values, Limits};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{is_not_found, Client, ServerError};
-use crate::render;
+use crate::client::{is_not_found, object_path, path_of, query_escape, Client, ServerError};
+use crate::terminal::escape;
+use crate::{follow, render};
 use crate::{Conn, Output};
 
 /// One document read from a file, with where it came from.
@@ -95,7 +96,7 @@ fn read_docs(files: &[String]) -> Result<Vec<Doc>> {
 fn doc_name(d: &Doc) -> Result<String> {
     let name = d.name().ok_or_else(|| {
         anyhow!(
-            "{}: metadata.name is missing; every BotCluster needs a name",
+            "{}: metadata.name is missing; every object needs a name",
             d.place()
         )
     })?;
@@ -104,7 +105,49 @@ fn doc_name(d: &Doc) -> Result<String> {
     Ok(name.to_string())
 }
 
-pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
+/// Which kind a command names: `gitsource/NAME` (also `gitsources/`, `gs/`) or a BotCluster
+/// (`botcluster/NAME` or a bare name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    BotCluster,
+    GitSource,
+}
+
+fn target(arg: &str) -> (Kind, &str) {
+    match arg.split_once('/') {
+        Some(("gitsource" | "gitsources" | "gs", n)) => (Kind::GitSource, n),
+        Some(("botcluster" | "botclusters" | "bc", n)) => (Kind::BotCluster, n),
+        _ => (Kind::BotCluster, arg),
+    }
+}
+
+/// The URL path of one object of `kind`, its name checked and encoded.
+fn kind_path(kind: Kind, name: &str) -> Result<String> {
+    path_of(kind.plural(), name)
+}
+
+impl Kind {
+    fn of(d: &Doc) -> Kind {
+        match d.value.get("kind").and_then(Value::as_str) {
+            Some(botcluster_api::GITSOURCE_KIND) => Kind::GitSource,
+            _ => Kind::BotCluster,
+        }
+    }
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::BotCluster => "botclusters",
+            Kind::GitSource => "gitsources",
+        }
+    }
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::BotCluster => "botcluster",
+            Kind::GitSource => "gitsource",
+        }
+    }
+}
+
+pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) -> Result<u8> {
     let docs = read_docs(files)?;
     let client = Client::new(conn)?;
     let mut failed = 0;
@@ -112,33 +155,44 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
         let name = match doc_name(d) {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 failed += 1;
                 continue;
             }
         };
+        let kind = Kind::of(d);
+        let mut query = Vec::new();
+        if dry_run {
+            query.push("dryRun=true");
+        }
+        if force && kind == Kind::BotCluster {
+            query.push("force=true");
+        }
         let path = format!(
-            "/api/v1/botclusters/{name}{}",
-            if dry_run { "?dryRun=true" } else { "" }
+            "{}{}{}",
+            kind_path(kind, &name)?,
+            if query.is_empty() { "" } else { "?" },
+            query.join("&")
         );
+        let what = format!("{}/{name}", kind.prefix());
         match client.send(Method::PUT, &path, Some(&d.value)).await {
             Ok(reply) => {
                 let change = reply.change.unwrap_or_else(|| "applied".into());
                 if dry_run {
-                    println!("botcluster/{name} {change} (dry run)");
+                    outln!("{} {} (dry run)", escape(&what), escape(&change));
                     for step in plan_lines(&reply.body, "plan") {
-                        println!("  - {step}");
+                        outln!("  - {}", escape(&step));
                     }
                     for note in plan_lines(&reply.body, "notes") {
-                        println!("  # {note}");
+                        outln!("  # {}", escape(&note));
                     }
                 } else {
-                    println!("botcluster/{name} {change}");
+                    outln!("{} {}", escape(&what), escape(&change));
                 }
             }
             Err(e) => match e.downcast_ref::<ServerError>() {
                 Some(se) => {
-                    eprintln!("error: {}: botcluster/{name}: {se}", d.place());
+                    errln!("error: {}: {what}: {se}", d.place());
                     failed += 1;
                 }
                 None => return Err(e),
@@ -148,17 +202,43 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-pub async fn get(conn: &Conn, name: Option<&str>, output: Output) -> Result<u8> {
+pub async fn get(
+    conn: &Conn,
+    what: Option<&str>,
+    second: Option<&str>,
+    selector: Option<&str>,
+    output: Output,
+    watch: bool,
+) -> Result<u8> {
+    let (kind, name) = match (what, second) {
+        (Some("gitsources" | "gitsource" | "gs"), n) => (Kind::GitSource, n),
+        (Some("botclusters" | "botcluster" | "bc"), n) => (Kind::BotCluster, n),
+        (Some(w), None) => {
+            let (k, n) = target(w);
+            (k, Some(n))
+        }
+        (Some(w), Some(_)) => {
+            bail!("botctl get {w} NAME: the first word must be gitsources or botclusters")
+        }
+        (None, _) => (Kind::BotCluster, None),
+    };
     let client = Client::new(conn)?;
+    if watch {
+        if kind == Kind::GitSource {
+            bail!("get -w follows BotClusters only for now; poll `botctl get gitsources`");
+        }
+        return follow::get(&client, name, selector, output).await;
+    }
     let items: Vec<Value> = match name {
-        Some(n) => vec![client.get(&format!("/api/v1/botclusters/{n}")).await?],
-        None => client
-            .get("/api/v1/botclusters")
-            .await?
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default(),
+        Some(n) => vec![client.get(&kind_path(kind, n)?).await?],
+        None => {
+            let base = format!("/api/v1/{}", kind.plural());
+            let path = match selector {
+                Some(l) => format!("{base}?labelSelector={}", query_escape(l)),
+                None => base,
+            };
+            client.list_all(&path).await?.0
+        }
     };
     match output {
         Output::Json => {
@@ -176,38 +256,38 @@ pub async fn get(conn: &Conn, name: Option<&str>, output: Output) -> Result<u8> 
                 .collect::<Result<_>>()?;
             print!("{}", docs.join("---\n"));
         }
+        Output::Table if kind == Kind::GitSource => {
+            if items.is_empty() {
+                errln!("No GitSources. Create one with `botctl apply -f` (see docs/gitops.md).");
+            } else {
+                out!("{}", crate::gitsource::table(&items));
+            }
+        }
         Output::Table => {
             if items.is_empty() {
-                eprintln!(
-                    "No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`."
-                );
+                errln!("No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`.");
             } else {
-                print!("{}", render::table(&items));
+                out!("{}", render::table(&items));
             }
         }
     }
     Ok(0)
 }
 
-pub async fn status(conn: &Conn, name: &str, events: usize) -> Result<u8> {
+pub async fn status(conn: &Conn, name: &str, events: usize, watch: bool) -> Result<u8> {
     let client = Client::new(conn)?;
-    let obj = client.get(&format!("/api/v1/botclusters/{name}")).await?;
-    let ev = client
-        .get(&format!(
-            "/api/v1/botclusters/{name}/events?limit={}",
-            events.clamp(1, 500)
-        ))
-        .await?;
-    print!(
-        "{}",
-        render::status(
-            &obj,
-            ev.get("events")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        )
-    );
+    let (kind, name) = target(name);
+    if kind == Kind::GitSource {
+        if watch {
+            bail!("status -w follows BotClusters only; run `botctl status gitsource/{name}` again");
+        }
+        return crate::gitsource::show_status(&client, name, events).await;
+    }
+    if watch {
+        return follow::status(&client, name, events).await;
+    }
+    let obj = client.get(&object_path(name)?).await?;
+    follow::print_status(&client, name, &obj, events).await?;
     Ok(0)
 }
 
@@ -215,22 +295,42 @@ fn parse_timeout(t: &str) -> Result<Duration> {
     botcluster_api::quantity::parse_duration(t).map_err(|m| anyhow!("--timeout {m}"))
 }
 
-pub async fn delete(conn: &Conn, name: &str, wait_gone: bool, timeout: &str) -> Result<u8> {
+pub async fn delete(
+    conn: &Conn,
+    name: &str,
+    cascade: bool,
+    wait_gone: bool,
+    timeout: &str,
+) -> Result<u8> {
     let timeout = parse_timeout(timeout)?;
     let client = Client::new(conn)?;
+    let (kind, name) = target(name);
+    if kind == Kind::GitSource {
+        return crate::gitsource::delete(&client, name, cascade).await;
+    }
+    if cascade {
+        bail!("--cascade applies to gitsource/NAME only; a BotCluster's containers are always torn down");
+    }
     let reply = client
-        .send(Method::DELETE, &format!("/api/v1/botclusters/{name}"), None)
+        .send(Method::DELETE, &object_path(name)?, None)
         .await?;
     let message = reply
         .body
         .get("message")
         .and_then(Value::as_str)
         .unwrap_or("deleted");
-    println!("{message}");
+    outln!("{}", escape(message));
     if wait_gone && reply.body.get("result").and_then(Value::as_str) == Some("terminating") {
-        return wait_for(&client, name, &WaitFor::Delete, timeout).await;
+        return follow::wait_for(&client, name, &follow::WaitFor::Delete, timeout).await;
     }
     Ok(0)
+}
+
+pub async fn sync(conn: &Conn, name: &str, wait: bool, timeout: &str) -> Result<u8> {
+    let timeout = parse_timeout(timeout)?;
+    let client = Client::new(conn)?;
+    let (_, name) = target(name);
+    crate::gitsource::sync(&client, name, wait, timeout).await
 }
 
 pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
@@ -239,7 +339,11 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
     let mut differs = false;
     for d in &docs {
         let name = doc_name(d)?;
-        let current = match client.get(&format!("/api/v1/botclusters/{name}")).await {
+        if Kind::of(d) == Kind::GitSource {
+            outln!("gitsource/{}: not compared (diff covers BotClusters; a GitSource's effect shows at its next sync)", escape(&name));
+            continue;
+        }
+        let current = match client.get(&object_path(&name)?).await {
             Ok(v) => Some(v),
             Err(e) if is_not_found(&e) => None,
             Err(e) => return Err(e),
@@ -247,7 +351,7 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
         let reply = client
             .send(
                 Method::PUT,
-                &format!("/api/v1/botclusters/{name}?dryRun=true"),
+                &format!("{}?dryRun=true", object_path(&name)?),
                 Some(&d.value),
             )
             .await
@@ -264,18 +368,18 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
             differs = true;
             print_spec_diff(&name, &current, &reply.body, &d.source)?;
         } else if !plan.is_empty() {
-            println!("botcluster/{name}: spec unchanged");
+            outln!("botcluster/{name}: spec unchanged");
         }
         if !plan.is_empty() {
             differs = true;
         }
         if !plan.is_empty() || !notes.is_empty() {
-            println!("# plan for botcluster/{name}:");
+            outln!("# plan for botcluster/{name}:");
             for step in &plan {
-                println!("#   {step}");
+                outln!("#   {}", escape(step));
             }
             for note in &notes {
-                println!("#   ({note})");
+                outln!("#   ({})", escape(note));
             }
         }
     }
@@ -320,7 +424,7 @@ fn print_spec_diff(name: &str, current: &Option<Value>, reply: &Value, source: &
         } else {
             "/dev/null".into()
         };
-        print!(
+        out!(
             "{}",
             similar::TextDiff::from_lines(&old, &new)
                 .unified_diff()
@@ -331,119 +435,11 @@ fn print_spec_diff(name: &str, current: &Option<Value>, reply: &Value, source: &
     Ok(())
 }
 
-enum WaitFor {
-    Condition { type_: String, status: String },
-    Delete,
-}
-
-fn parse_for(s: &str) -> Result<WaitFor> {
-    if s == "delete" {
-        return Ok(WaitFor::Delete);
-    }
-    let rest = s.strip_prefix("condition=").ok_or_else(|| {
-        anyhow!("--for \"{s}\": write condition=TYPE[=STATUS] (e.g. condition=Ready) or delete")
-    })?;
-    let (type_, status) = match rest.split_once('=') {
-        Some((t, st)) => (t, st),
-        None => (rest, "True"),
-    };
-    let status = match status.to_ascii_lowercase().as_str() {
-        "true" => "True",
-        "false" => "False",
-        "unknown" => "Unknown",
-        _ => bail!("--for \"{s}\": the status must be True, False or Unknown"),
-    };
-    if type_.is_empty() {
-        bail!("--for \"{s}\": name the condition, e.g. condition=Ready");
-    }
-    Ok(WaitFor::Condition {
-        type_: type_.to_string(),
-        status: status.to_string(),
-    })
-}
-
 pub async fn wait(conn: &Conn, name: &str, for_: &str, timeout: &str) -> Result<u8> {
-    let what = parse_for(for_)?;
+    let what = follow::parse_for(for_)?;
     let timeout = parse_timeout(timeout)?;
     let client = Client::new(conn)?;
-    wait_for(&client, name, &what, timeout).await
-}
-
-async fn wait_for(client: &Client, name: &str, what: &WaitFor, timeout: Duration) -> Result<u8> {
-    let started = Instant::now();
-    let mut last_note = String::new();
-    loop {
-        let obj = match client.get(&format!("/api/v1/botclusters/{name}")).await {
-            Ok(o) => Some(o),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(e),
-        };
-        let (done, note) = match (what, &obj) {
-            (WaitFor::Delete, None) => (true, format!("botcluster/{name} deleted")),
-            (WaitFor::Delete, Some(_)) => (false, "still present".to_string()),
-            (WaitFor::Condition { .. }, None) => bail!("botcluster/{name} not found"),
-            (WaitFor::Condition { type_, status }, Some(o)) => {
-                let generation = o
-                    .pointer("/metadata/generation")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                let cond = o
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|cs| {
-                        cs.iter()
-                            .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
-                    });
-                let observed = cond
-                    .and_then(|c| c.get("observedGeneration"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                let got = cond
-                    .and_then(|c| c.get("status"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("Unknown");
-                let reason = cond
-                    .and_then(|c| c.get("reason"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let message = cond
-                    .and_then(|c| c.get("message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                // A condition computed for an older generation says nothing about this one.
-                let done = got == status && observed >= generation;
-                let note = if cond.is_none() {
-                    format!("{type_} not reported yet")
-                } else {
-                    format!("{type_}={got} {reason}: {message}")
-                };
-                (
-                    done,
-                    if done {
-                        format!("botcluster/{name} condition met: {type_}={status}")
-                    } else {
-                        note
-                    },
-                )
-            }
-        };
-        if done {
-            println!("{note}");
-            return Ok(0);
-        }
-        if note != last_note {
-            eprintln!("waiting: {note}");
-            last_note = note;
-        }
-        if started.elapsed() >= timeout {
-            eprintln!(
-                "error: timed out after {:?} waiting for botcluster/{name}: {last_note}",
-                timeout
-            );
-            return Ok(1);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    follow::wait_for(&client, name, &what, timeout).await
 }
 
 pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Result<u8> {
@@ -459,10 +455,10 @@ pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Res
     botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("--name: {m}"))?;
     let imp = import_config_csv(&text, name, image).map_err(|e| anyhow!("{file}: {e}"))?;
     for w in &imp.warnings {
-        eprintln!("warning: {file}: {w}");
+        errln!("warning: {file}: {w}");
     }
     for (line, key) in &imp.unknown_keys {
-        eprintln!(
+        errln!(
             "warning: {file}: line {line}: unknown key {key}; kept in the annotation {}",
             botcluster_api::import::UNMAPPED_ANNOTATION
         );
@@ -474,7 +470,7 @@ pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Res
     match output {
         Some(p) => {
             std::fs::write(p, &yaml).with_context(|| format!("writing {}", p.display()))?;
-            eprintln!("wrote {}", p.display());
+            errln!("wrote {}", p.display());
         }
         None => print!("{yaml}"),
     }

@@ -1,9 +1,20 @@
 //! Tables and the status page, for people.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
-fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+use crate::terminal::escape;
+
+/// A stored string, escaped for the terminal (see `crate::terminal`): every value shown here
+/// comes through this or [`text`].
+fn s<'a>(v: &'a Value, ptr: &str) -> Cow<'a, str> {
+    escape(v.pointer(ptr).and_then(Value::as_str).unwrap_or(""))
+}
+
+/// A stored string with a fallback, escaped for the terminal.
+fn text<'a>(v: &'a Value, key: &str, absent: &'a str) -> Cow<'a, str> {
+    escape(v.get(key).and_then(Value::as_str).unwrap_or(absent))
 }
 
 fn n(v: &Value, ptr: &str) -> u64 {
@@ -63,43 +74,72 @@ fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
         })
 }
 
+const TABLE_HEADER: [&str; 6] = ["NAME", "READY", "DESIRED", "STATUS", "GENERATION", "AGE"];
+
 /// `botctl get`: one line per cluster.
 pub fn table(items: &[Value]) -> String {
-    let mut rows = vec![["NAME", "READY", "DESIRED", "STATUS", "GENERATION", "AGE"]
-        .map(String::from)
-        .to_vec()];
-    for i in items {
-        let status = if !s(i, "/metadata/deletionTimestamp").is_empty() {
-            "Terminating".to_string()
-        } else {
-            match condition(i, "Ready") {
-                Some(c) if s(c, "/status") == "True" => "Ready".into(),
-                Some(c) => s(c, "/reason").to_string(),
-                None => "Pending".into(),
-            }
-        };
-        let desired = i
-            .pointer("/status/desiredReplicas")
-            .and_then(Value::as_u64)
-            .unwrap_or_else(|| n(i, "/spec/replicas"));
-        rows.push(vec![
-            s(i, "/metadata/name").to_string(),
-            format!(
-                "{}/{}",
-                n(i, "/status/readyReplicas"),
-                n(i, "/status/replicas")
-            ),
-            desired.to_string(),
-            status,
-            format!(
-                "{}/{}",
-                n(i, "/status/observedGeneration"),
-                n(i, "/metadata/generation")
-            ),
-            age(s(i, "/metadata/creationTimestamp")),
-        ]);
-    }
+    let mut rows = vec![TABLE_HEADER.map(String::from).to_vec()];
+    rows.extend(items.iter().map(|i| table_row(i, None)));
     columns(&rows)
+}
+
+/// `botctl get -w`: the row of one watch event (`DELETED` shows as status `Deleted`), under
+/// the header when `header`. Columns are padded to fixed widths, since rows come one by one.
+pub fn watch_row(event: &str, item: &Value, header: bool) -> String {
+    let status = (event == "DELETED").then_some("Deleted");
+    let widths = [24, 7, 7, 14, 10, 5];
+    let pad = |cells: Vec<String>| -> String {
+        let mut line = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            if c + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        format!("{}\n", line.trim_end())
+    };
+    let mut out = String::new();
+    if header {
+        out.push_str(&pad(TABLE_HEADER.map(String::from).to_vec()));
+    }
+    out.push_str(&pad(table_row(item, status)));
+    out
+}
+
+/// One row of the table; its cells are escaped (`s`).
+fn table_row(i: &Value, status_override: Option<&str>) -> Vec<String> {
+    let status = if let Some(st) = status_override {
+        st.to_string()
+    } else if !s(i, "/metadata/deletionTimestamp").is_empty() {
+        "Terminating".to_string()
+    } else {
+        match condition(i, "Ready") {
+            Some(c) if s(c, "/status") == "True" => "Ready".into(),
+            Some(c) => s(c, "/reason").to_string(),
+            None => "Pending".into(),
+        }
+    };
+    let desired = i
+        .pointer("/status/desiredReplicas")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| n(i, "/spec/replicas"));
+    vec![
+        s(i, "/metadata/name").to_string(),
+        format!(
+            "{}/{}",
+            n(i, "/status/readyReplicas"),
+            n(i, "/status/replicas")
+        ),
+        desired.to_string(),
+        status,
+        format!(
+            "{}/{}",
+            n(i, "/status/observedGeneration"),
+            n(i, "/metadata/generation")
+        ),
+        age(&s(i, "/metadata/creationTimestamp")),
+    ]
 }
 
 /// `botctl status NAME`.
@@ -122,7 +162,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
     if !s(obj, "/metadata/deletionTimestamp").is_empty() {
         out.push_str(&format!(
             "Deleting:    since {} ago\n",
-            age(s(obj, "/metadata/deletionTimestamp"))
+            age(&s(obj, "/metadata/deletionTimestamp"))
         ));
     }
     let desired = obj
@@ -153,7 +193,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
             },
             p.get("url")
                 .and_then(Value::as_str)
-                .map(|u| format!(", {u}"))
+                .map(|u| format!(", {}", escape(u)))
                 .unwrap_or_default()
         ));
     }
@@ -163,16 +203,14 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
-                    .filter_map(|(k, v)| v.as_f64().map(|v| format!("{k} {v}")))
+                    .filter_map(|(k, v)| v.as_f64().map(|v| format!("{} {v}", escape(k))))
                     .collect()
             })
             .unwrap_or_default();
         out.push_str(&format!(
             "Autoscaler:  wants {} ({}){}\n",
             n(a, "/desiredReplicas"),
-            a.get("decidedBy")
-                .and_then(Value::as_str)
-                .unwrap_or("no rule fired"),
+            text(a, "decidedBy", "no rule fired"),
             if seen.is_empty() {
                 String::new()
             } else {
@@ -201,7 +239,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
                     format!("  {}", s(c, "/type")),
                     s(c, "/status").into(),
                     s(c, "/reason").into(),
-                    age(s(c, "/lastTransitionTime")),
+                    age(&s(c, "/lastTransitionTime")),
                     s(c, "/message").into(),
                 ]);
             }
@@ -226,10 +264,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
                     } else {
                         "no".into()
                     },
-                    i.get("health")
-                        .and_then(Value::as_str)
-                        .unwrap_or("-")
-                        .into(),
+                    text(i, "health", "-").into(),
                     i.get("cpuPercent")
                         .and_then(Value::as_f64)
                         .map(|c| format!("{c:.0}%"))
@@ -238,7 +273,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
                         .and_then(Value::as_u64)
                         .map(human_bytes)
                         .unwrap_or("-".into()),
-                    i.get("url").and_then(Value::as_str).unwrap_or("-").into(),
+                    text(i, "url", "-").into(),
                 ]);
             }
             out.push_str(&columns(&rows));
@@ -254,7 +289,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
             .to_vec()];
         for e in events {
             rows.push(vec![
-                format!("  {}", age(s(e, "/time"))),
+                format!("  {}", age(&s(e, "/time"))),
                 s(e, "/type").into(),
                 s(e, "/reason").into(),
                 s(e, "/message").into(),

@@ -33,9 +33,14 @@ pub struct ServeArgs {
     /// Clusters reconciled in parallel.
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
-    /// Bound on concurrent LXD creates (LXD 5.0.2 on `dir` fails under heavy concurrency).
+    /// Bound on concurrent LXD create requests, across all clusters (each unpacks the image;
+    /// LXD 5.0.2 on `dir` fails under heavy concurrency).
     #[arg(long, default_value_t = 8)]
     pub max_concurrent_creates: usize,
+    /// Bound on concurrent LXD starts, across all clusters (separate from creates, so the
+    /// next create does not wait for an earlier container to finish starting).
+    #[arg(long, default_value_t = 16)]
+    pub max_concurrent_starts: usize,
     /// How long a pass waits for its LXD actions before it writes status and lets them go on
     /// in the background (status then lists them as still running), so one slow start never
     /// hides the pass's decisions.
@@ -147,6 +152,7 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         let config = botcluster_controller::ReconcilerConfig {
             port_range: args.port_range,
             max_concurrent_creates: args.max_concurrent_creates,
+            max_concurrent_starts: args.max_concurrent_starts,
             resync: args.resync,
             action_budget: args.action_budget,
             ..Default::default()

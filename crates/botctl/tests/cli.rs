@@ -201,3 +201,188 @@ fn import_turns_the_seed_config_csv_into_a_valid_botcluster() {
         .unwrap();
     assert!(out(&o).contains("botctl apply -f examples/minimal.yaml"));
 }
+
+/// A `botctl` child whose standard output is read line by line, with the time each came.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+}
+
+impl Follower {
+    fn start(s: &Server, args: &[&str]) -> Follower {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_botctl"));
+        cmd.args(args)
+            .current_dir(repo())
+            .env("BOTCLUSTER_DATA_DIR", s.dir.path())
+            .env("BOTCLUSTER_SERVER", format!("http://{}", s.addr))
+            .env_remove("BOTCLUSTER_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = test_support::dies_with_this_test(&mut cmd).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout).lines() {
+                let Ok(l) = l else { return };
+                if tx.send((std::time::Instant::now(), l)).is_err() {
+                    return;
+                }
+            }
+        });
+        Follower { child, lines }
+    }
+    /// The first line containing `text` within `wait`, and when it came.
+    fn line_with(&self, text: &str, wait: Duration) -> Option<(std::time::Instant, String)> {
+        let end = std::time::Instant::now() + wait;
+        loop {
+            let left = end.checked_duration_since(std::time::Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok((t, l)) if l.contains(text) => return Some((t, l)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn minimal_with(dir: &Path, name: &str, replicas: u32, labels: &str) -> PathBuf {
+    let path = dir.join(format!("{name}-{replicas}.yaml"));
+    std::fs::write(
+        &path,
+        format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\nspec:\n  image: botcluster-botserver\n  replicas: {replicas}\n"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn get_watch_shows_a_change_within_a_second() {
+    let s = start();
+    let f1 = minimal_with(s.dir.path(), "watched", 1, "team: bots");
+    assert!(s
+        .botctl(&["apply", "-f", f1.to_str().unwrap()])
+        .status
+        .success());
+    let w = Follower::start(&s, &["get", "-w"]);
+    let (_, first) = w
+        .line_with("watched", Duration::from_secs(10))
+        .expect("get -w lists what exists first");
+    assert!(first.contains("Pending"), "{first}");
+    // Give the watch a moment to be open, then change the cluster.
+    std::thread::sleep(Duration::from_millis(300));
+    let f3 = minimal_with(s.dir.path(), "watched", 3, "team: bots");
+    let written = std::time::Instant::now();
+    let o = s.botctl(&["apply", "-f", f3.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let acked = std::time::Instant::now();
+    let (seen, row) = w
+        .line_with("watched", Duration::from_secs(5))
+        .expect("the change shows up");
+    assert!(
+        row.split_whitespace().nth(2) == Some("3"),
+        "DESIRED is 3: {row}"
+    );
+    assert!(
+        seen.duration_since(acked) < Duration::from_secs(1),
+        "shown {:?} after the write was acknowledged ({:?} after it started)",
+        seen.duration_since(acked),
+        seen.duration_since(written)
+    );
+    let o = s.botctl(&["delete", "watched"]);
+    assert!(o.status.success());
+    let (_, row) = w
+        .line_with("watched", Duration::from_secs(5))
+        .expect("the deletion shows up");
+    assert!(row.contains("Deleted"), "{row}");
+}
+
+#[test]
+fn get_selects_by_label_and_wait_follows_the_watch() {
+    let s = start();
+    for (name, labels) in [
+        ("a-bots", "team: bots"),
+        ("b-web", "team: web"),
+        ("c-none", ""),
+    ] {
+        let f = minimal_with(s.dir.path(), name, 1, labels);
+        assert!(s
+            .botctl(&["apply", "-f", f.to_str().unwrap()])
+            .status
+            .success());
+    }
+    let names = |o: &Output| -> Vec<String> {
+        out(o)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        names(&s.botctl(&["get", "-l", "team=bots"])),
+        vec!["a-bots"]
+    );
+    assert_eq!(
+        names(&s.botctl(&["get", "-l", "team!=bots"])),
+        vec!["b-web", "c-none"]
+    );
+    assert_eq!(
+        names(&s.botctl(&["get", "-l", "team in (bots,web)"])),
+        vec!["a-bots", "b-web"]
+    );
+    assert_eq!(names(&s.botctl(&["get", "-l", "!team"])), vec!["c-none"]);
+    let o = s.botctl(&["get", "-l", "team in bots"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("labelSelector"), "{}", err(&o));
+    // `wait --for delete` returns as soon as the watch says it is gone.
+    let mut waiter = Command::new(env!("CARGO_BIN_EXE_botctl"));
+    waiter
+        .args(["wait", "a-bots", "--for", "delete", "--timeout", "20s"])
+        .env("BOTCLUSTER_DATA_DIR", s.dir.path())
+        .env("BOTCLUSTER_SERVER", format!("http://{}", s.addr))
+        .env_remove("BOTCLUSTER_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let waiter = test_support::dies_with_this_test(&mut waiter)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let deleted = std::time::Instant::now();
+    assert!(s.botctl(&["delete", "a-bots"]).status.success());
+    let o = waiter.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("botcluster/a-bots deleted"), "{}", out(&o));
+    assert!(
+        deleted.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        deleted.elapsed()
+    );
+}
+
+#[test]
+fn status_watch_prints_the_page_again_on_each_change() {
+    let s = start();
+    let f1 = minimal_with(s.dir.path(), "paged", 1, "");
+    assert!(s
+        .botctl(&["apply", "-f", f1.to_str().unwrap()])
+        .status
+        .success());
+    let w = Follower::start(&s, &["status", "paged", "-w"]);
+    w.line_with("Generation:  1", Duration::from_secs(10))
+        .expect("the first page");
+    std::thread::sleep(Duration::from_millis(300));
+    let f2 = minimal_with(s.dir.path(), "paged", 2, "");
+    assert!(s
+        .botctl(&["apply", "-f", f2.to_str().unwrap()])
+        .status
+        .success());
+    w.line_with("Generation:  2", Duration::from_secs(2))
+        .expect("the page again after the change");
+}

@@ -13,6 +13,12 @@ impl Errors {
     pub(super) fn push(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(field, message));
     }
+    /// Records the error of a rule that returns `Err(message)`.
+    pub(super) fn rule(&mut self, field: &str, r: Result<(), String>) {
+        if let Err(m) = r {
+            self.push(field, m);
+        }
+    }
     pub(super) fn check(&mut self, ok: bool, field: &str, message: impl FnOnce() -> String) {
         if !ok {
             self.push(field, message());

@@ -6,12 +6,13 @@
 
 mod autoscaling;
 mod cache;
+pub mod charset;
 mod checks;
 mod errors;
-mod lengths;
 mod load_balancer;
 mod resources;
 mod sharding;
+mod strings;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -22,7 +23,7 @@ use crate::{BotCluster, API_VERSION, BOTCLUSTER_KIND, MAX_NAME_LEN};
 use checks::Errors;
 pub use checks::MAX_DURATION;
 pub use errors::{FieldError, ValidationErrors, MAX_FIELD_ERRORS};
-pub use lengths::{string_lengths, MAX_KEY_BYTES, MAX_LONG_STRING_BYTES, MAX_STRING_BYTES};
+pub use strings::{string_rules, MAX_KEY_BYTES, MAX_LONG_STRING_BYTES, MAX_STRING_BYTES};
 
 /// Most instances one cluster may have.
 pub const MAX_INSTANCES: u32 = 1000;
@@ -83,19 +84,7 @@ pub fn validate(obj: &BotCluster) -> Result<(), ValidationErrors> {
 }
 
 fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
-    e.check(!s.image.trim().is_empty(), "spec.image", || {
-        "is empty; name an LXD image alias or fingerprint, e.g. \"botcluster-botserver\"".into()
-    });
-    e.check(
-        !s.image.chars().any(char::is_whitespace),
-        "spec.image",
-        || {
-            format!(
-                "\"{}\" contains whitespace; image aliases and fingerprints have none",
-                s.image
-            )
-        },
-    );
+    e.rule("spec.image", charset::image_ref(&s.image));
     e.check(s.replicas <= MAX_INSTANCES, "spec.replicas", || {
         format!(
             "{} is more than {MAX_INSTANCES}; lower replicas",
@@ -121,6 +110,15 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
         s.replicas
     };
     if let Some(r) = &s.host_ports {
+        if r.start < 1024 && r.start != 0 && !s.privileged_ports {
+            e.push(
+                "spec.hostPorts",
+                format!(
+                    "start ({}) is a privileged port (below 1024), usually the host's own services'; use ports from 1024 up, or set spec.privilegedPorts: true",
+                    r.start
+                ),
+            );
+        }
         if r.start == 0 || r.start > r.end {
             e.push(
                 "spec.hostPorts",
@@ -144,11 +142,7 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
     let mut profiles = BTreeSet::new();
     for (i, p) in s.profiles.iter().enumerate() {
         let f = format!("spec.profiles[{i}]");
-        e.check(
-            !p.is_empty() && !p.contains('/') && !p.chars().any(char::is_whitespace),
-            &f,
-            || format!("\"{p}\" is not a profile name"),
-        );
+        e.rule(&f, charset::lxd_name(p, 63));
         e.check(profiles.insert(p), &f, || {
             format!("\"{p}\" is listed twice")
         });
@@ -157,18 +151,7 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
     let mut paths = BTreeSet::new();
     for (i, file) in s.files.iter().enumerate() {
         let f = format!("spec.files[{i}].path");
-        e.check(file.path.starts_with('/'), &f, || {
-            format!(
-                "\"{}\" must be an absolute path inside the container",
-                file.path
-            )
-        });
-        e.check(!file.path.split('/').any(|c| c == ".."), &f, || {
-            format!("\"{}\" must not contain \"..\"", file.path)
-        });
-        e.check(!file.path.ends_with('/'), &f, || {
-            format!("\"{}\" names a directory; name a file", file.path)
-        });
+        e.rule(&f, charset::container_file_path(&file.path));
         e.check(paths.insert(&file.path), &f, || {
             format!("\"{}\" is listed twice", file.path)
         });
@@ -183,14 +166,10 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
             },
         );
     }
-    for k in s.env.keys() {
-        e.check(
-            !k.is_empty()
-                && !k.starts_with(|c: char| c.is_ascii_digit())
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            &format!("spec.env.{k}"),
-            || format!("\"{k}\" is not an environment variable name; use letters, digits and '_'"),
-        );
+    for (k, v) in &s.env {
+        let f = format!("spec.env.{k}");
+        e.rule(&f, charset::env_name(k));
+        e.rule(&f, charset::env_value(v));
     }
     for (f, v) in [
         (
@@ -210,7 +189,7 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
     );
     autoscaling::validate_autoscaling(a, e);
     if let Some(lb) = &s.load_balancer {
-        load_balancer::validate_load_balancer(lb, e);
+        load_balancer::validate_load_balancer(lb, s, e);
     }
     let h = &s.health;
     e.path("spec.health.endpoint", &h.endpoint);

@@ -28,6 +28,13 @@ pub(super) fn validate_resources(r: &Resources, e: &mut Errors) {
         });
     }
     if let Some(n) = &r.network {
+        if let Some(nic) = &n.nic {
+            // An LXD network name, which is also a Linux interface name (at most 15).
+            e.rule(
+                "spec.resources.network.nic",
+                super::charset::lxd_name(nic, 15),
+            );
+        }
         for (f, rate) in [
             ("spec.resources.network.ingress", &n.ingress),
             ("spec.resources.network.egress", &n.egress),

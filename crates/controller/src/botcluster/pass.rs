@@ -312,18 +312,19 @@ impl BotClusterReconciler {
             serde_json::from_value(obj.status.clone()).unwrap_or_default();
         // The shard map in force after this pass goes into every container's files.
         let shard_plan = self.plan_shards(name, spec, &previous).await;
+        let suspended = spec.suspend;
+        // Databases before bots (a bot routed to a tenant finds its database), and before
+        // LXD is asked anything: a slow LXD does not hold tenant databases back.
+        let db_outcome = match (&shard_plan.tenants, suspended) {
+            (Some(t), false) => self.execute_databases(name, spec, t).await,
+            _ => Default::default(),
+        };
         let effective = shards::with_map_file(spec, &shard_plan);
         let spec = &effective;
         let look = self.look(name, uid, spec, mem).await?;
         self.remember_ports(name, &look.observed);
         self.record_look(name, &look).await;
         let pass = self.plan_pass(name, uid, spec, &look, shard_plan).await;
-        let suspended = spec.suspend;
-        // Databases before bots: a bot routed to a tenant finds its database.
-        let db_outcome = match (&pass.shards.tenants, suspended) {
-            (Some(t), false) => self.execute_databases(name, spec, t).await,
-            _ => Default::default(),
-        };
         let mut observed = look.observed;
         let mut done: Vec<Executed> = Vec::new();
         let proxy = if suspended {

@@ -489,20 +489,6 @@ pub fn report(
             .filter(|d| !ready.contains(*d))
             .cloned()
             .collect();
-        for d in &db.created {
-            events.push(event(
-                "Normal",
-                "TenantDatabaseCreated",
-                format!("created database {d}"),
-            ));
-        }
-        for d in &db.dropped {
-            events.push(event(
-                "Normal",
-                "TenantDatabaseDropped",
-                format!("dropped database {d} (deletePolicy: Delete)"),
-            ));
-        }
         let before: BTreeSet<&String> = previous
             .shard_map
             .as_ref()
@@ -660,6 +646,16 @@ impl BotClusterReconciler {
             match client.ensure_database(db, &mark).await {
                 Ok(pg_client::Ensured::Created) => {
                     tracing::info!(cluster, database = %db, "created tenant database");
+                    // Recorded now: the rest of the pass (LXD) may fail before status.
+                    self.record(
+                        cluster,
+                        event(
+                            "Normal",
+                            "TenantDatabaseCreated",
+                            format!("created database {db}"),
+                        ),
+                    )
+                    .await;
                     out.created.push(db.clone())
                 }
                 Ok(pg_client::Ensured::Existed) => out.existed.push(db.clone()),
@@ -668,7 +664,18 @@ impl BotClusterReconciler {
         }
         for db in &plan.drop {
             match client.drop_database(db).await {
-                Ok(_) => out.dropped.push(db.clone()),
+                Ok(_) => {
+                    self.record(
+                        cluster,
+                        event(
+                            "Normal",
+                            "TenantDatabaseDropped",
+                            format!("dropped database {db} (deletePolicy: Delete)"),
+                        ),
+                    )
+                    .await;
+                    out.dropped.push(db.clone())
+                }
                 Err(e) => out.failed.push(format!("dropping database {db}: {e}")),
             }
         }

@@ -1,0 +1,353 @@
+//! Following changes through the server's watch: `get -w`, `status -w`, `wait`.
+//!
+//! Every loop here is the Kubernetes client's: list (one snapshot, paged), then watch from the
+//! list's resourceVersion; on a `BOOKMARK` remember its resourceVersion; when the stream ends
+//! (the server's timeout) watch again from the last one; on 410 list again.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::Value;
+
+use crate::client::{is_gone, object_path, query_escape, Client, Watch};
+use crate::render;
+use crate::terminal::escape;
+use crate::Output;
+
+/// What one watch line means to a follower.
+enum Step {
+    /// An object changed (`ADDED`, `MODIFIED`, `DELETED`).
+    Change(String, Value),
+    /// The server's stream ended or asked for a re-list.
+    Relist,
+    /// The stream ended normally: resume from the last resourceVersion.
+    Resume,
+}
+
+fn rv_of(obj: &Value) -> Option<String> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The collection path with selectors: `labelSelector` and, for one object, `fieldSelector`
+/// (the name checked first, as `object_path` does).
+fn collection(name: Option<&str>, selector: Option<&str>) -> Result<String> {
+    if let Some(n) = name {
+        object_path(n)?;
+    }
+    let mut q = Vec::new();
+    if let Some(l) = selector {
+        q.push(format!("labelSelector={}", query_escape(l)));
+    }
+    if let Some(n) = name {
+        q.push(format!(
+            "fieldSelector={}",
+            query_escape(&format!("metadata.name={n}"))
+        ));
+    }
+    Ok(if q.is_empty() {
+        "/api/v1/botclusters".into()
+    } else {
+        format!("/api/v1/botclusters?{}", q.join("&"))
+    })
+}
+
+/// Reads one step of a watch, keeping `rv` at the newest resourceVersion seen.
+async fn step(w: &mut Watch, rv: &mut String) -> Result<Step> {
+    loop {
+        let Some(ev) = w.next().await? else {
+            return Ok(Step::Resume);
+        };
+        let t = ev.get("type").and_then(Value::as_str).unwrap_or("");
+        let obj = ev.get("object").cloned().unwrap_or(Value::Null);
+        match t {
+            "BOOKMARK" => {
+                if let Some(v) = rv_of(&obj) {
+                    *rv = v;
+                }
+            }
+            "ERROR" => {
+                if obj.get("code").and_then(Value::as_u64) == Some(410) {
+                    return Ok(Step::Relist);
+                }
+                bail!(
+                    "the watch failed: {}",
+                    escape(obj.get("message").and_then(Value::as_str).unwrap_or("?"))
+                );
+            }
+            "ADDED" | "MODIFIED" | "DELETED" => {
+                if let Some(v) = rv_of(&obj) {
+                    *rv = v;
+                }
+                return Ok(Step::Change(t.to_string(), obj));
+            }
+            other => bail!(
+                "the watch sent an event of unknown type {:?}",
+                escape(other)
+            ),
+        }
+    }
+}
+
+/// Opens a watch from `rv`; None when `rv` is too old (410: list again).
+async fn open(client: &Client, path: &str, rv: &str) -> Result<Option<Watch>> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    match client
+        .watch(&format!("{path}{sep}watch=true&resourceVersion={rv}"))
+        .await
+    {
+        Ok(w) => Ok(Some(w)),
+        Err(e) if is_gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `botctl get [NAME] [-l SELECTOR] -w`: what exists, then every change, until interrupted.
+pub async fn get(
+    client: &Client,
+    name: Option<&str>,
+    selector: Option<&str>,
+    output: Output,
+) -> Result<u8> {
+    let path = collection(name, selector)?;
+    let mut header = true;
+    let mut print = |t: &str, obj: &Value| -> Result<()> {
+        match output {
+            Output::Table => {
+                out!("{}", render::watch_row(t, obj, header));
+                header = false;
+            }
+            Output::Json => println!("{}", serde_json::to_string_pretty(obj)?),
+            Output::Yaml => print!(
+                "---\n{}",
+                serde_saphyr::to_string(obj).map_err(|e| anyhow!("rendering YAML: {e}"))?
+            ),
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        Ok(())
+    };
+    loop {
+        let (items, mut rv) = client.list_all(&path).await?;
+        if let (Some(n), true) = (name, items.is_empty()) {
+            bail!("BotCluster \"{n}\" not found; `botctl get` lists the ones that exist");
+        }
+        for i in &items {
+            print("ADDED", i)?;
+        }
+        if items.is_empty() && output == Output::Table {
+            errln!("No BotClusters yet; watching for changes (Ctrl-C to stop).");
+        }
+        'watch: loop {
+            let Some(mut w) = open(client, &path, &rv).await? else {
+                break 'watch;
+            };
+            loop {
+                match step(&mut w, &mut rv).await? {
+                    Step::Change(t, obj) => print(&t, &obj)?,
+                    Step::Resume => continue 'watch,
+                    Step::Relist => break 'watch,
+                }
+            }
+        }
+    }
+}
+
+/// `botctl status NAME -w`: the status page, printed again on every change of the object.
+pub async fn status(client: &Client, name: &str, events: usize) -> Result<u8> {
+    let path = collection(Some(name), None)?;
+    loop {
+        let (items, mut rv) = client.list_all(&path).await?;
+        let Some(obj) = items.into_iter().next() else {
+            bail!("BotCluster \"{name}\" not found; `botctl get` lists the ones that exist");
+        };
+        print_status(client, name, &obj, events).await?;
+        'watch: loop {
+            let Some(mut w) = open(client, &path, &rv).await? else {
+                break 'watch;
+            };
+            loop {
+                match step(&mut w, &mut rv).await? {
+                    Step::Change(t, _) if t == "DELETED" => {
+                        outln!("botcluster/{name} deleted");
+                        return Ok(0);
+                    }
+                    Step::Change(_, obj) => {
+                        println!();
+                        print_status(client, name, &obj, events).await?;
+                    }
+                    Step::Resume => continue 'watch,
+                    Step::Relist => break 'watch,
+                }
+            }
+        }
+    }
+}
+
+/// The status page of `obj` with its newest events.
+pub async fn print_status(client: &Client, name: &str, obj: &Value, events: usize) -> Result<()> {
+    let ev = client
+        .get(&format!(
+            "{}/events?limit={}",
+            object_path(name)?,
+            events.clamp(1, 500)
+        ))
+        .await?;
+    out!(
+        "{}",
+        render::status(
+            obj,
+            ev.get("events")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        )
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// What `botctl wait` waits for.
+pub enum WaitFor {
+    /// A condition with a status.
+    Condition { type_: String, status: String },
+    /// The object to be gone.
+    Delete,
+}
+
+/// Parses `--for`.
+pub fn parse_for(s: &str) -> Result<WaitFor> {
+    if s == "delete" {
+        return Ok(WaitFor::Delete);
+    }
+    let rest = s.strip_prefix("condition=").ok_or_else(|| {
+        anyhow!("--for \"{s}\": write condition=TYPE[=STATUS] (e.g. condition=Ready) or delete")
+    })?;
+    let (type_, status) = match rest.split_once('=') {
+        Some((t, st)) => (t, st),
+        None => (rest, "True"),
+    };
+    let status = match status.to_ascii_lowercase().as_str() {
+        "true" => "True",
+        "false" => "False",
+        "unknown" => "Unknown",
+        _ => bail!("--for \"{s}\": the status must be True, False or Unknown"),
+    };
+    if type_.is_empty() {
+        bail!("--for \"{s}\": name the condition, e.g. condition=Ready");
+    }
+    Ok(WaitFor::Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+    })
+}
+
+/// Whether `obj` (None: absent) satisfies `what`, and a note on where it stands.
+fn check(name: &str, what: &WaitFor, obj: Option<&Value>) -> Result<(bool, String)> {
+    Ok(match (what, obj) {
+        (WaitFor::Delete, None) => (true, format!("botcluster/{name} deleted")),
+        (WaitFor::Delete, Some(_)) => (false, "still present".to_string()),
+        (WaitFor::Condition { .. }, None) => bail!("botcluster/{name} not found"),
+        (WaitFor::Condition { type_, status }, Some(o)) => {
+            let generation = o
+                .pointer("/metadata/generation")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let cond = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+                });
+            let field = |k: &str| {
+                cond.and_then(|c| c.get(k))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            };
+            let observed = cond
+                .and_then(|c| c.get("observedGeneration"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let got = if cond.is_some() {
+                field("status")
+            } else {
+                "Unknown"
+            };
+            // A condition computed for an older generation says nothing about this one.
+            let done = got == status && observed >= generation;
+            let note = if done {
+                format!("botcluster/{name} condition met: {type_}={status}")
+            } else if cond.is_none() {
+                format!("{type_} not reported yet")
+            } else {
+                format!("{type_}={got} {}: {}", field("reason"), field("message"))
+            };
+            (done, note)
+        }
+    })
+}
+
+/// `botctl wait` and `delete --wait`: follows the object's watch until `what` holds or
+/// `timeout` passes (exit 1 then).
+pub async fn wait_for(
+    client: &Client,
+    name: &str,
+    what: &WaitFor,
+    timeout: Duration,
+) -> Result<u8> {
+    let started = Instant::now();
+    let mut last_note = String::new();
+    let path = collection(Some(name), None)?;
+    let mut note = |n: String| {
+        if n != last_note {
+            errln!("waiting: {n}");
+            last_note = n;
+        }
+        last_note.clone()
+    };
+    let follow = async {
+        loop {
+            let (items, mut rv) = client.list_all(&path).await?;
+            let (done, n) = check(name, what, items.first())?;
+            if done {
+                return Ok::<String, anyhow::Error>(n);
+            }
+            note(n);
+            'watch: loop {
+                let Some(mut w) = open(client, &path, &rv).await? else {
+                    break 'watch;
+                };
+                loop {
+                    let obj = match step(&mut w, &mut rv).await? {
+                        Step::Change(t, _) if t == "DELETED" => None,
+                        Step::Change(_, obj) => Some(obj),
+                        Step::Resume => continue 'watch,
+                        Step::Relist => break 'watch,
+                    };
+                    let (done, n) = check(name, what, obj.as_ref())?;
+                    if done {
+                        return Ok(n);
+                    }
+                    note(n);
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), follow).await {
+        Ok(Ok(done)) => {
+            outln!("{done}");
+            Ok(0)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            errln!(
+                "error: timed out after {:?} waiting for botcluster/{name}: {last_note}",
+                timeout
+            );
+            Ok(1)
+        }
+    }
+}
