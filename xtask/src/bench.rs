@@ -439,10 +439,9 @@ fn start_operator() -> Result<Operator> {
         .env("BOTCLUSTER_DATA_DIR", &dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(target.join(format!(
-            "bench-operator-{}.log",
-            std::process::id()
-        )))?)
+        .stderr(std::fs::File::create(
+            target.join(format!("bench-operator-{}.log", std::process::id())),
+        )?)
         .spawn()?;
     let started = Instant::now();
     while std::net::TcpStream::connect(&addr).is_err() {
