@@ -142,6 +142,9 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
         .fallback(handlers::not_found)
         .layer(Extension(cache))
         // Inside the metrics layer, so a panic is counted as the 500 it becomes.
+        // Outside the handlers' own rejections (405, bad path or query), so they get the
+        // JSON shape too.
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))

@@ -282,7 +282,7 @@ impl Executor {
     /// the files are in place, so a crash in between makes the next pass push them again.
     async fn create(&self, spec: &BotClusterSpec, n: &NewInstance) -> Result<(), BackendError> {
         if self.check_host_ports {
-            let addr = format!("{}:{}", spec.listen_address, n.host_port);
+            let addr = crate::model::host_port(&spec.listen_address, n.host_port);
             if let Err(e) = std::net::TcpListener::bind(&addr) {
                 return Err(BackendError::PortBusy {
                     port: n.host_port,
