@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use lxd_client::{Client, InstanceSource, InstanceStatePut, InstancesPost};
 
 use crate::project_root;
+use crate::util::target_dir;
 
 const IMAGE: &str = "botcluster-botserver";
 
@@ -110,7 +111,7 @@ fn start_failures(from: u64, prefix: &str) -> Vec<String> {
 fn keep_lxc_logs(names: &[String], run: &str) {
     let base = lxd_log();
     let Some(dir) = base.parent() else { return };
-    let out = project_root().join("target/bench-logs");
+    let out = target_dir().join("bench-logs");
     let _ = std::fs::create_dir_all(&out);
     for n in names {
         let _ = std::fs::copy(
@@ -120,15 +121,53 @@ fn keep_lxc_logs(names: &[String], run: &str) {
     }
 }
 
+/// Force-stops and deletes a column's containers. Like `LxdBackend::delete`, it waits for
+/// LXD 5.0.2's stop hooks (`lxd callhook ... stop`, run after the stop operation returns)
+/// before deleting: deleting at once makes those hooks fail on a missing instance, which was
+/// seen next to every batch of stalled starts that followed.
 async fn cleanup(lxd: &Client, prefix: &str) {
-    if let Ok(all) = lxd.list_instances(None).await {
-        for i in all.into_iter().filter(|i| i.name.starts_with(prefix)) {
-            let _ = lxd
-                .change_state(&i.name, &InstanceStatePut::stop().force(true))
-                .await;
-            let _ = lxd.delete_instance(&i.name).await;
-        }
+    let Ok(all) = lxd.list_instances(None).await else {
+        return;
+    };
+    let names: Vec<String> = all
+        .into_iter()
+        .map(|i| i.name)
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    for n in &names {
+        let _ = lxd
+            .change_state(n, &InstanceStatePut::stop().force(true))
+            .await;
     }
+    if names.is_empty() {
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    for _ in 0..40 {
+        if !operations_running(lxd, prefix).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for n in &names {
+        let _ = lxd.delete_instance(n).await;
+    }
+}
+
+/// Whether any running LXD operation names an instance starting with `prefix`.
+async fn operations_running(lxd: &Client, prefix: &str) -> bool {
+    let Ok(v) = lxd
+        .request("GET", "/1.0/operations?recursion=1", None)
+        .await
+    else {
+        return false;
+    };
+    let needle = format!("/1.0/instances/{prefix}");
+    v.get("running")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .any(|op| op.to_string().contains(&needle))
 }
 
 fn free_block(n: u16) -> u16 {
@@ -380,13 +419,14 @@ fn start_operator() -> Result<Operator> {
     if !status.success() {
         bail!("building botctl failed");
     }
-    let dir = root.join(format!("target/bench-{}", std::process::id()));
+    let target = target_dir();
+    let dir = target.join(format!("bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let botctl = root.join("target/release/botctl");
+    let botctl = target.join("release/botctl");
     let child = Command::new(&botctl)
         .args(["serve", "--listen", &addr, "--caddy-admin", "none"])
         // `BENCH_MAX_CREATES=N`: the operator's create bound, to measure what it costs.
@@ -399,10 +439,9 @@ fn start_operator() -> Result<Operator> {
         .env("BOTCLUSTER_DATA_DIR", &dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(root.join(format!(
-            "target/bench-operator-{}.log",
-            std::process::id()
-        )))?)
+        .stderr(std::fs::File::create(
+            target.join(format!("bench-operator-{}.log", std::process::id())),
+        )?)
         .spawn()?;
     let started = Instant::now();
     while std::net::TcpStream::connect(&addr).is_err() {

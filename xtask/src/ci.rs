@@ -96,18 +96,7 @@ pub fn run(args: &[&str]) -> Result<()> {
 
 /// `target/e2e-tally.txt` (or under `CARGO_TARGET_DIR`).
 fn tally_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .map(|d| {
-            if d.is_relative() {
-                project_root().join(d)
-            } else {
-                d
-            }
-        })
-        .unwrap_or_else(|| project_root().join("target"));
-    target.join("e2e-tally.txt")
+    crate::util::target_dir().join("e2e-tally.txt")
 }
 
 /// What the live and end-to-end tests reported, one line each (`ran\t<test>` or

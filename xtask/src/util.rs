@@ -87,11 +87,12 @@ pub fn apt_install(chore: &str, step: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace when relative,
+/// as cargo reads it), else `target/` in the workspace.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .filter(|d| !d.is_empty())
-        .map_or_else(|| project_root().join("target"), PathBuf::from)
+        .map_or_else(|| project_root().join("target"), |d| project_root().join(d))
 }
 
 /// The last `lines` lines of the file at `path` (empty when it cannot be read).

@@ -4,6 +4,7 @@
 //! every problem with its field path), [`BotCluster`] and its [`BotClusterSpec`], and
 //! [`import::import_config_csv`].
 
+pub mod gitsource;
 pub mod import;
 pub mod json;
 pub mod meta;
@@ -17,6 +18,7 @@ pub mod yaml;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use gitsource::{GitSource, GitSourceSpec, GitSourceStatus, GITSOURCE_KIND};
 pub use meta::{Condition, ConditionStatus, Event, ObjectMeta};
 pub use quantity::{BitRate, ByteSize, CpuLimit, Duration};
 pub use spec::BotClusterSpec;

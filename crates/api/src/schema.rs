@@ -35,7 +35,11 @@ fn cached_schema() -> &'static Value {
 /// Removes every field the schema does not know from `value` and returns one error per field,
 /// with a suggestion when a known field is spelled alike.
 pub fn strip_unknown_fields(value: &mut Value) -> Vec<FieldError> {
-    let root = cached_schema();
+    strip_unknown_fields_with(cached_schema(), value)
+}
+
+/// [`strip_unknown_fields`] against another kind's schema.
+pub fn strip_unknown_fields_with(root: &Value, value: &mut Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     walk(root, root, value, "", &mut errors);
     errors

@@ -142,7 +142,7 @@ pub fn botcluster_from_value(mut value: Value) -> Result<BotCluster, ValidationE
     }
 }
 
-fn serde_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+pub(crate) fn serde_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     let path = err.path().to_string();
     let path = if path == "." { String::new() } else { path };
     let msg = err.inner().to_string();

@@ -75,10 +75,19 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// The URL path of a BotCluster: the name checked with the server's own rule first (so
 /// `x/../victim` or `../../metrics` never leave this process), then percent-encoded.
 pub fn object_path(name: &str) -> Result<String> {
-    botcluster_api::validate::validate_name(name)
-        .map_err(|m| anyhow!("the BotCluster name {m}"))?;
+    path_of("botclusters", name)
+}
+
+/// [`object_path`] for any kind's collection (`botclusters`, `gitsources`).
+pub fn path_of(plural: &str, name: &str) -> Result<String> {
+    let kind = if plural == "gitsources" {
+        "GitSource"
+    } else {
+        "BotCluster"
+    };
+    botcluster_api::validate::validate_name(name).map_err(|m| anyhow!("the {kind} name {m}"))?;
     Ok(format!(
-        "/api/v1/botclusters/{}",
+        "/api/v1/{plural}/{}",
         utf8_percent_encode(name, SEGMENT)
     ))
 }

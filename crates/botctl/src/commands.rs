@@ -10,7 +10,7 @@ use botcluster_api::yaml::{parse_values, Limits};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{is_not_found, object_path, query_escape, Client, ServerError};
+use crate::client::{is_not_found, object_path, path_of, query_escape, Client, ServerError};
 use crate::terminal::escape;
 use crate::{follow, render};
 use crate::{Conn, Output};
@@ -96,7 +96,7 @@ fn read_docs(files: &[String]) -> Result<Vec<Doc>> {
 fn doc_name(d: &Doc) -> Result<String> {
     let name = d.name().ok_or_else(|| {
         anyhow!(
-            "{}: metadata.name is missing; every BotCluster needs a name",
+            "{}: metadata.name is missing; every object needs a name",
             d.place()
         )
     })?;
@@ -105,7 +105,49 @@ fn doc_name(d: &Doc) -> Result<String> {
     Ok(name.to_string())
 }
 
-pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
+/// Which kind a command names: `gitsource/NAME` (also `gitsources/`, `gs/`) or a BotCluster
+/// (`botcluster/NAME` or a bare name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    BotCluster,
+    GitSource,
+}
+
+fn target(arg: &str) -> (Kind, &str) {
+    match arg.split_once('/') {
+        Some(("gitsource" | "gitsources" | "gs", n)) => (Kind::GitSource, n),
+        Some(("botcluster" | "botclusters" | "bc", n)) => (Kind::BotCluster, n),
+        _ => (Kind::BotCluster, arg),
+    }
+}
+
+/// The URL path of one object of `kind`, its name checked and encoded.
+fn kind_path(kind: Kind, name: &str) -> Result<String> {
+    path_of(kind.plural(), name)
+}
+
+impl Kind {
+    fn of(d: &Doc) -> Kind {
+        match d.value.get("kind").and_then(Value::as_str) {
+            Some(botcluster_api::GITSOURCE_KIND) => Kind::GitSource,
+            _ => Kind::BotCluster,
+        }
+    }
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::BotCluster => "botclusters",
+            Kind::GitSource => "gitsources",
+        }
+    }
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::BotCluster => "botcluster",
+            Kind::GitSource => "gitsource",
+        }
+    }
+}
+
+pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) -> Result<u8> {
     let docs = read_docs(files)?;
     let client = Client::new(conn)?;
     let mut failed = 0;
@@ -118,16 +160,26 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
                 continue;
             }
         };
+        let kind = Kind::of(d);
+        let mut query = Vec::new();
+        if dry_run {
+            query.push("dryRun=true");
+        }
+        if force && kind == Kind::BotCluster {
+            query.push("force=true");
+        }
         let path = format!(
-            "{}{}",
-            object_path(&name)?,
-            if dry_run { "?dryRun=true" } else { "" }
+            "{}{}{}",
+            kind_path(kind, &name)?,
+            if query.is_empty() { "" } else { "?" },
+            query.join("&")
         );
+        let what = format!("{}/{name}", kind.prefix());
         match client.send(Method::PUT, &path, Some(&d.value)).await {
             Ok(reply) => {
                 let change = reply.change.unwrap_or_else(|| "applied".into());
                 if dry_run {
-                    outln!("botcluster/{} {} (dry run)", escape(&name), escape(&change));
+                    outln!("{} {} (dry run)", escape(&what), escape(&change));
                     for step in plan_lines(&reply.body, "plan") {
                         outln!("  - {}", escape(&step));
                     }
@@ -135,12 +187,12 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
                         outln!("  # {}", escape(&note));
                     }
                 } else {
-                    outln!("botcluster/{} {}", escape(&name), escape(&change));
+                    outln!("{} {}", escape(&what), escape(&change));
                 }
             }
             Err(e) => match e.downcast_ref::<ServerError>() {
                 Some(se) => {
-                    errln!("error: {}: botcluster/{name}: {se}", d.place());
+                    errln!("error: {}: {what}: {se}", d.place());
                     failed += 1;
                 }
                 None => return Err(e),
@@ -152,21 +204,38 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool) -> Result<u8> {
 
 pub async fn get(
     conn: &Conn,
-    name: Option<&str>,
+    what: Option<&str>,
+    second: Option<&str>,
     selector: Option<&str>,
     output: Output,
     watch: bool,
 ) -> Result<u8> {
+    let (kind, name) = match (what, second) {
+        (Some("gitsources" | "gitsource" | "gs"), n) => (Kind::GitSource, n),
+        (Some("botclusters" | "botcluster" | "bc"), n) => (Kind::BotCluster, n),
+        (Some(w), None) => {
+            let (k, n) = target(w);
+            (k, Some(n))
+        }
+        (Some(w), Some(_)) => {
+            bail!("botctl get {w} NAME: the first word must be gitsources or botclusters")
+        }
+        (None, _) => (Kind::BotCluster, None),
+    };
     let client = Client::new(conn)?;
     if watch {
+        if kind == Kind::GitSource {
+            bail!("get -w follows BotClusters only for now; poll `botctl get gitsources`");
+        }
         return follow::get(&client, name, selector, output).await;
     }
     let items: Vec<Value> = match name {
-        Some(n) => vec![client.get(&object_path(n)?).await?],
+        Some(n) => vec![client.get(&kind_path(kind, n)?).await?],
         None => {
+            let base = format!("/api/v1/{}", kind.plural());
             let path = match selector {
-                Some(l) => format!("/api/v1/botclusters?labelSelector={}", query_escape(l)),
-                None => "/api/v1/botclusters".to_string(),
+                Some(l) => format!("{base}?labelSelector={}", query_escape(l)),
+                None => base,
             };
             client.list_all(&path).await?.0
         }
@@ -187,6 +256,13 @@ pub async fn get(
                 .collect::<Result<_>>()?;
             print!("{}", docs.join("---\n"));
         }
+        Output::Table if kind == Kind::GitSource => {
+            if items.is_empty() {
+                errln!("No GitSources. Create one with `botctl apply -f` (see docs/gitops.md).");
+            } else {
+                out!("{}", crate::gitsource::table(&items));
+            }
+        }
         Output::Table => {
             if items.is_empty() {
                 errln!("No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`.");
@@ -200,6 +276,13 @@ pub async fn get(
 
 pub async fn status(conn: &Conn, name: &str, events: usize, watch: bool) -> Result<u8> {
     let client = Client::new(conn)?;
+    let (kind, name) = target(name);
+    if kind == Kind::GitSource {
+        if watch {
+            bail!("status -w follows BotClusters only; run `botctl status gitsource/{name}` again");
+        }
+        return crate::gitsource::show_status(&client, name, events).await;
+    }
     if watch {
         return follow::status(&client, name, events).await;
     }
@@ -212,9 +295,22 @@ fn parse_timeout(t: &str) -> Result<Duration> {
     botcluster_api::quantity::parse_duration(t).map_err(|m| anyhow!("--timeout {m}"))
 }
 
-pub async fn delete(conn: &Conn, name: &str, wait_gone: bool, timeout: &str) -> Result<u8> {
+pub async fn delete(
+    conn: &Conn,
+    name: &str,
+    cascade: bool,
+    wait_gone: bool,
+    timeout: &str,
+) -> Result<u8> {
     let timeout = parse_timeout(timeout)?;
     let client = Client::new(conn)?;
+    let (kind, name) = target(name);
+    if kind == Kind::GitSource {
+        return crate::gitsource::delete(&client, name, cascade).await;
+    }
+    if cascade {
+        bail!("--cascade applies to gitsource/NAME only; a BotCluster's containers are always torn down");
+    }
     let reply = client
         .send(Method::DELETE, &object_path(name)?, None)
         .await?;
@@ -230,12 +326,23 @@ pub async fn delete(conn: &Conn, name: &str, wait_gone: bool, timeout: &str) -> 
     Ok(0)
 }
 
+pub async fn sync(conn: &Conn, name: &str, wait: bool, timeout: &str) -> Result<u8> {
+    let timeout = parse_timeout(timeout)?;
+    let client = Client::new(conn)?;
+    let (_, name) = target(name);
+    crate::gitsource::sync(&client, name, wait, timeout).await
+}
+
 pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
     let docs = read_docs(files)?;
     let client = Client::new(conn)?;
     let mut differs = false;
     for d in &docs {
         let name = doc_name(d)?;
+        if Kind::of(d) == Kind::GitSource {
+            outln!("gitsource/{}: not compared (diff covers BotClusters; a GitSource's effect shows at its next sync)", escape(&name));
+            continue;
+        }
         let current = match client.get(&object_path(&name)?).await {
             Ok(v) => Some(v),
             Err(e) if is_not_found(&e) => None,

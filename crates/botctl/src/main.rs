@@ -5,6 +5,7 @@ mod terminal;
 mod client;
 mod commands;
 mod follow;
+mod gitsource;
 mod render;
 mod serve;
 
@@ -54,10 +55,12 @@ pub struct Conn {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create or update BotClusters from YAML/JSON files (several documents per file allowed).
+    /// Create or update BotClusters and GitSources from YAML/JSON files (several documents
+    /// per file allowed, kinds mixed).
     ///
-    /// Prints `botcluster/NAME created|configured|unchanged` per object. Exits non-zero if any
-    /// object was rejected; the others are still applied.
+    /// Prints `botcluster/NAME created|configured|unchanged` (or `gitsource/NAME ...`) per
+    /// object. Exits non-zero if any object was rejected; the others are still applied.
+    /// A BotCluster a GitSource applied is refused unless --force.
     ///
     ///   botctl apply -f examples/minimal.yaml
     ///   botctl apply -f clusters/          # every .yaml/.yml/.json in the directory
@@ -71,16 +74,25 @@ enum Command {
         /// storing nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Write BotClusters a GitSource manages anyway (the source's next sync puts Git's
+        /// version back: change Git to make it last).
+        #[arg(long)]
+        force: bool,
     },
-    /// List BotClusters, or show one; with -w, then follow every change.
+    /// List BotClusters, or show one; with -w, then follow every change. `get gitsources
+    /// [NAME]` or `get gitsource/NAME` for GitSources.
     ///
     ///   botctl get
     ///   botctl get -l team=bots,tier!=canary
     ///   botctl get -w                      # what exists, then a line per change
+    ///   botctl get gitsources
     #[command(verbatim_doc_comment)]
     Get {
-        /// A name; all when absent.
+        /// A BotCluster name, `gitsources`, `gitsource/NAME` or `botclusters`; all
+        /// BotClusters when absent.
         name: Option<String>,
+        /// With `gitsources` or `botclusters`: one name.
+        second: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -92,9 +104,10 @@ enum Command {
         #[arg(short, long)]
         watch: bool,
     },
-    /// Show a BotCluster's conditions, instances and recent events, for people.
+    /// Show a BotCluster's conditions, instances and recent events, for people
+    /// (`status gitsource/NAME`: a GitSource's revisions, conditions, inventory, history).
     Status {
-        /// The BotCluster.
+        /// The BotCluster, or `gitsource/NAME`.
         name: String,
         /// How many recent events to show.
         #[arg(long, default_value_t = 10)]
@@ -103,10 +116,17 @@ enum Command {
         #[arg(short, long)]
         watch: bool,
     },
-    /// Delete a BotCluster (its containers are torn down first).
+    /// Delete a BotCluster (its containers are torn down first), or `gitsource/NAME`.
+    ///
+    /// Deleting a GitSource keeps the BotClusters it applied (they are released: no longer
+    /// owned by it) unless --cascade, which deletes them too and needs `spec.prune: true`.
+    #[command(verbatim_doc_comment)]
     Delete {
-        /// The BotCluster.
+        /// The BotCluster, or `gitsource/NAME`.
         name: String,
+        /// With gitsource/NAME: delete the BotClusters it applied too.
+        #[arg(long)]
+        cascade: bool,
         /// Wait until it is gone.
         #[arg(long)]
         wait: bool,
@@ -140,6 +160,21 @@ enum Command {
         #[arg(long = "for")]
         for_: String,
         /// Give up after this long (e.g. 30s, 2m).
+        #[arg(long, default_value = "120s")]
+        timeout: String,
+    },
+    /// Poll a GitSource now (what a Git host's webhook or a CI job triggers) and wait until
+    /// the operator handled it; prints the revision applied, or why not (exit 1).
+    ///
+    ///   botctl sync fleet
+    #[command(verbatim_doc_comment)]
+    Sync {
+        /// The GitSource.
+        name: String,
+        /// Only request the sync; do not wait.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait.
         #[arg(long, default_value = "120s")]
         timeout: String,
     },
@@ -214,13 +249,28 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let conn = cli.conn;
     match cli.command {
-        Command::Apply { files, dry_run } => commands::apply(&conn, &files, dry_run).await,
+        Command::Apply {
+            files,
+            dry_run,
+            force,
+        } => commands::apply(&conn, &files, dry_run, force).await,
         Command::Get {
             name,
+            second,
             output,
             selector,
             watch,
-        } => commands::get(&conn, name.as_deref(), selector.as_deref(), output, watch).await,
+        } => {
+            commands::get(
+                &conn,
+                name.as_deref(),
+                second.as_deref(),
+                selector.as_deref(),
+                output,
+                watch,
+            )
+            .await
+        }
         Command::Status {
             name,
             events,
@@ -228,9 +278,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         } => commands::status(&conn, &name, events, watch).await,
         Command::Delete {
             name,
+            cascade,
             wait,
             timeout,
-        } => commands::delete(&conn, &name, wait, &timeout).await,
+        } => commands::delete(&conn, &name, cascade, wait, &timeout).await,
+        Command::Sync {
+            name,
+            no_wait,
+            timeout,
+        } => commands::sync(&conn, &name, !no_wait, &timeout).await,
         Command::Diff { files } => commands::diff(&conn, &files).await,
         Command::Wait {
             name,

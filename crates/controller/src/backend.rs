@@ -412,6 +412,8 @@ pub struct FakeBackend {
     pub refuse_keys: Arc<Mutex<Vec<String>>>,
     /// How long each start takes, like LXD 5.0.2 hanging in its start hooks.
     pub start_delay: Arc<Mutex<std::time::Duration>>,
+    /// Starts running right now, and the most that ever ran at once.
+    pub starts: Arc<Mutex<(usize, usize)>>,
 }
 
 impl FakeBackend {
@@ -533,8 +535,15 @@ impl ContainerBackend for FakeBackend {
         let delay = self.start_delay.lock().map(|d| *d).unwrap_or_default();
         // The request counts when it is sent, like a PUT that LXD then works on.
         self.write();
+        if let Ok(mut s) = self.starts.lock() {
+            s.0 += 1;
+            s.1 = s.1.max(s.0);
+        }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+        }
+        if let Ok(mut s) = self.starts.lock() {
+            s.0 -= 1;
         }
         self.mark_running(name, true)
     }

@@ -129,13 +129,22 @@ pub fn limit_config(spec: &BotClusterSpec, caps: &Capabilities) -> BTreeMap<Stri
     c
 }
 
+/// `address:port` as LXD, sockets and URLs read it: an IPv6 address in brackets
+/// (`[::1]:20000`; `:::20000` is unparseable). Every place that joins the two uses this.
+pub fn host_port(address: &str, port: u16) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{address}:{port}"),
+    }
+}
+
 /// The proxy device publishing `container_port` on `listen_address:host_port`.
 pub fn proxy_device(spec: &BotClusterSpec, host_port: u16) -> Device {
     let mut d = Device::new();
     d.insert("type".into(), "proxy".into());
     d.insert(
         "listen".into(),
-        format!("tcp:{}:{host_port}", spec.listen_address),
+        format!("tcp:{}", self::host_port(&spec.listen_address, host_port)),
     );
     d.insert(
         "connect".into(),
@@ -179,5 +188,19 @@ mod tests {
         assert_eq!(cluster_of("web-api-12"), Some("web-api"));
         assert_eq!(cluster_of("web"), None);
         assert_eq!(port_of_listen("tcp:127.0.0.1:20001"), Some(20001));
+    }
+
+    #[test]
+    fn ipv6_listen_addresses_render_in_brackets_lxd_can_parse() {
+        let mut spec: BotClusterSpec =
+            serde_json::from_value(serde_json::json!({"image": "img"})).unwrap();
+        spec.listen_address = "::".into();
+        assert_eq!(proxy_device(&spec, 20001)["listen"], "tcp:[::]:20001");
+        spec.listen_address = "::1".into();
+        assert_eq!(proxy_device(&spec, 20001)["listen"], "tcp:[::1]:20001");
+        assert_eq!(port_of_listen("tcp:[::1]:20001"), Some(20001));
+        spec.listen_address = "127.0.0.1".into();
+        assert_eq!(proxy_device(&spec, 20001)["listen"], "tcp:127.0.0.1:20001");
+        assert_eq!(host_port("::", 8080), "[::]:8080");
     }
 }

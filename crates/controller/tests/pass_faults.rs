@@ -432,3 +432,35 @@ async fn an_unreachable_load_balancer_is_a_condition_and_a_backoff_and_only_for_
     w.rec.reconcile("lb").await.unwrap();
     assert!(proxy.servers().contains_key("botcluster-lb"));
 }
+
+/// The create bound covers the create request, not the start: with one create at a time,
+/// later creates still go on while earlier containers start, and the start bound holds.
+#[tokio::test]
+async fn the_create_bound_does_not_wait_for_starts_and_the_start_bound_holds() {
+    let store = Arc::new(botcluster_store::SqliteStore::in_memory().unwrap());
+    let fake = FakeBackend::new();
+    *fake.start_delay.lock().unwrap() = std::time::Duration::from_millis(300);
+    let rec = reconciler_with(
+        &store,
+        &fake,
+        ReconcilerConfig {
+            check_host_ports: false,
+            max_concurrent_creates: 1,
+            max_concurrent_starts: 2,
+            action_budget: std::time::Duration::from_secs(30),
+            ..Default::default()
+        },
+    );
+    let w = World { store, fake, rec };
+    apply(
+        &w,
+        "bound",
+        json!({"replicas": 4, "health": {"enabled": false}}),
+    )
+    .await;
+    let _ = w.rec.reconcile("bound").await;
+    assert_eq!(names(&w).len(), 4);
+    let (now, peak) = *w.fake.starts.lock().unwrap();
+    assert_eq!(now, 0);
+    assert_eq!(peak, 2, "starts at once (create bound 1, start bound 2)");
+}

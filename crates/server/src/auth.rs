@@ -15,10 +15,14 @@ use crate::{ApiError, AppState};
 pub const TOKEN_FILE: &str = "token";
 
 /// Reads `<data_dir>/token`, creating it (mode 0600, 32 random bytes as hex) when absent.
+/// An existing file readable or writable by group or others is refused (`PermissionDenied`).
 pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
     let path = data_dir.join(TOKEN_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(t) if !t.trim().is_empty() => {
+            refuse_if_shared(&path)?;
+            return Ok(t.trim().to_string());
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -37,6 +41,27 @@ pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
     f.write_all(b"\n")?;
     f.sync_all()?;
     Ok(token)
+}
+
+/// Refuses a token file that others than its owner may read or write: whoever reads it holds
+/// the API (and so what the operator may do with LXD).
+fn refuse_if_shared(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} has mode {mode:04o}: others than its owner can read or change the API token; run `chmod 600 {}` (and rotate the token if others may have read it)",
+                    path.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Rejects requests without `Authorization: Bearer <token>`.
@@ -61,5 +86,29 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
             "missing `Authorization: Bearer <token>`; botctl reads the token from the server's data directory (file `token`), or set BOTCLUSTER_TOKEN",
         )
         .into_response(),
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused_and_a_private_one_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = load_or_create_token(dir.path()).unwrap();
+        let path = dir.path().join(TOKEN_FILE);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_or_create_token(dir.path()).unwrap(), created);
+        for mode in [0o644, 0o640, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load_or_create_token(dir.path()).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
     }
 }

@@ -22,11 +22,21 @@ pub(crate) async fn read_object(
     body: Body,
     name: &str,
 ) -> Result<Decoded, ApiError> {
+    read_object_as(headers, body, name, botcluster_from_value).await
+}
+
+/// [`read_object`] for any kind: `from_value` turns the document into a valid object.
+pub(crate) async fn read_object_as<T: Send + 'static>(
+    headers: &HeaderMap,
+    body: Body,
+    name: &str,
+    from_value: fn(Value) -> Result<T, ValidationErrors>,
+) -> Result<Result<T, ValidationErrors>, ApiError> {
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "TooLarge",
-            format!("the request body is over {MAX_BODY_BYTES} bytes; a BotCluster is far smaller, so check what is being sent"),
+            format!("the request body is over {MAX_BODY_BYTES} bytes; an object is far smaller, so check what is being sent"),
         )
     })?;
     let json = headers
@@ -34,7 +44,7 @@ pub(crate) async fn read_object(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("application/json"));
     let name = name.to_string();
-    match tokio::task::spawn_blocking(move || decode(json, &bytes, &name)).await {
+    match tokio::task::spawn_blocking(move || decode(json, &bytes, &name, from_value)).await {
         Ok(r) => r,
         // A panic while decoding is a bug: let the CatchPanic layer answer it as a 500.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -47,7 +57,12 @@ pub(crate) async fn read_object(
 }
 
 /// Parses and validates one document (blocking: CPU-bound).
-fn decode(json: bool, bytes: &[u8], name: &str) -> Result<Decoded, ApiError> {
+fn decode<T>(
+    json: bool,
+    bytes: &[u8],
+    name: &str,
+    from_value: fn(Value) -> Result<T, ValidationErrors>,
+) -> Result<Result<T, ValidationErrors>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let too_large = |e: ParseError| match e {
@@ -63,7 +78,7 @@ fn decode(json: bool, bytes: &[u8], name: &str) -> Result<Decoded, ApiError> {
     };
     let mut doc = match values.len() {
         1 => values.remove(0),
-        0 => return Err(ApiError::bad_request("the body is empty; send one BotCluster document")),
+        0 => return Err(ApiError::bad_request("the body is empty; send one document")),
         n => return Err(ApiError::bad_request(format!(
             "the body holds {n} documents; PUT takes one (botctl apply sends each document separately)"
         ))),
@@ -88,5 +103,5 @@ fn decode(json: bool, bytes: &[u8], name: &str) -> Result<Decoded, ApiError> {
     if let Some(obj) = doc.as_object_mut() {
         obj.remove("status");
     }
-    Ok(botcluster_from_value(doc))
+    Ok(from_value(doc))
 }

@@ -108,6 +108,9 @@ impl CachedObject {
 fn default_status(kind: &str) -> Value {
     match kind {
         BOTCLUSTER_KIND => serde_json::to_value(BotClusterStatus::default()).unwrap_or(Value::Null),
+        botcluster_api::GITSOURCE_KIND => {
+            serde_json::to_value(botcluster_api::GitSourceStatus::default()).unwrap_or(Value::Null)
+        }
         _ => json!({}),
     }
 }

@@ -40,6 +40,13 @@ pub const BOTCLUSTERS: KindInfo = KindInfo {
     plural: "botclusters",
 };
 
+/// GitSources.
+pub const GITSOURCES: KindInfo = KindInfo {
+    kind: botcluster_api::GITSOURCE_KIND,
+    list_kind: "GitSourceList",
+    plural: "gitsources",
+};
+
 /// Longest watch (`timeoutSeconds`), and the default.
 const MAX_WATCH_SECONDS: u64 = 24 * 3600;
 const DEFAULT_WATCH_SECONDS: u64 = 1800;

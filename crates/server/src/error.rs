@@ -114,3 +114,52 @@ pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> 
     )
     .into_response()
 }
+
+/// Gives every error response the one shape, whoever produced it: axum's own rejections (405
+/// for a method a route lacks, 400 for a path segment that is not UTF-8 or a bad query, 415,
+/// 413) are plain text or empty; this rewrites them as `{code, message}` JSON, keeping the
+/// status and the text as the message.
+pub(crate) async fn json_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
+    let text = match axum::body::to_bytes(resp.into_body(), 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (code, fallback) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "MethodNotAllowed",
+            "this endpoint does not take that method; docs/api.md lists each endpoint's methods",
+        ),
+        StatusCode::NOT_FOUND => ("NotFound", "no such endpoint"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("TooLarge", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "UnsupportedMediaType",
+            "send the body as application/json or application/yaml",
+        ),
+        s if s.is_server_error() => ("Internal", "the server failed"),
+        _ => ("BadRequest", "the request is malformed"),
+    };
+    let message = match (text.is_empty(), status) {
+        (true, _) => fallback.to_string(),
+        (false, StatusCode::METHOD_NOT_ALLOWED) => format!("{fallback} ({text})"),
+        (false, _) => text,
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    if let Some(a) = allow {
+        out.headers_mut().insert(axum::http::header::ALLOW, a);
+    }
+    out
+}

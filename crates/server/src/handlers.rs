@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use botcluster_api::gitsource::OWNER_LABEL;
 use botcluster_api::{BotCluster, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
@@ -126,12 +127,18 @@ pub async fn events(
     Ok(Json(json!({"name": name, "events": events})))
 }
 
-fn dry_run(q: &HashMap<String, String>) -> ApiResult<bool> {
-    match q.get("dryRun").map(String::as_str) {
+pub(crate) fn dry_run(q: &HashMap<String, String>) -> ApiResult<bool> {
+    flag(q, "dryRun")
+}
+
+/// A boolean query parameter: absent or `false`, or `true` (also `All` and empty, as
+/// Kubernetes' `dryRun`).
+pub(crate) fn flag(q: &HashMap<String, String>, key: &str) -> ApiResult<bool> {
+    match q.get(key).map(String::as_str) {
         None | Some("false") => Ok(false),
         Some("true") | Some("All") | Some("") => Ok(true),
         Some(other) => Err(ApiError::bad_request(format!(
-            "dryRun=\"{other}\" must be true or false"
+            "{key}=\"{other}\" must be true or false"
         ))),
     }
 }
@@ -161,17 +168,14 @@ pub async fn put(
             return Err(ApiError::invalid(message, errors.0));
         }
     };
-    let manager = headers
-        .get("x-botcluster-manager")
-        .and_then(|v| v.to_str().ok())
-        .filter(|m| !m.is_empty() && m.len() <= 64 && m.chars().all(|c| c.is_ascii_graphic()))
-        .unwrap_or("api")
-        .to_string();
+    let manager = manager(&headers);
+    let force = flag(&q, "force")?;
+    let (labels, owner_note) = owned_labels(&s, &name, &bc, force, dry).await?;
     let write = SpecWrite {
         kind: BOTCLUSTER_KIND.into(),
         meta: ObjectMeta {
             name: name.clone(),
-            labels: bc.metadata.labels.clone(),
+            labels,
             annotations: bc.metadata.annotations.clone(),
             ..Default::default()
         },
@@ -201,6 +205,14 @@ pub async fn put(
             },
             None => (Value::Null, Value::Null),
         };
+        let notes = match (owner_note, notes) {
+            (Some(n), Value::Array(mut a)) => {
+                a.push(json!(n));
+                Value::Array(a)
+            }
+            (Some(n), _) => json!([n]),
+            (None, notes) => notes,
+        };
         doc =
             json!({"dryRun": true, "change": change, "object": doc, "plan": plan, "notes": notes});
     } else {
@@ -225,6 +237,67 @@ pub async fn put(
         }),
     );
     Ok(resp)
+}
+
+/// Who writes: the `x-botcluster-manager` header (`botctl`), else `api`.
+pub(crate) fn manager(headers: &HeaderMap) -> String {
+    headers
+        .get("x-botcluster-manager")
+        .and_then(|v| v.to_str().ok())
+        .filter(|m| !m.is_empty() && m.len() <= 64 && m.chars().all(|c| c.is_ascii_graphic()))
+        .filter(|m| !m.starts_with("gitsource/"))
+        .unwrap_or("api")
+        .to_string()
+}
+
+/// The labels a user's write of a BotCluster stores, given who owns it.
+///
+/// A BotCluster a GitSource applied carries [`OWNER_LABEL`]; a user's write of it is refused
+/// (409 `OwnedBySource`, naming the source) unless `force`, and a forced write keeps the
+/// label, so the source's next sync puts Git's version back. A user may not set the label
+/// on an object no source owns. Dry runs are not refused; they get a note instead.
+async fn owned_labels(
+    s: &AppState,
+    name: &str,
+    bc: &BotCluster,
+    force: bool,
+    dry: bool,
+) -> ApiResult<(std::collections::BTreeMap<String, String>, Option<String>)> {
+    let mut labels = bc.metadata.labels.clone();
+    // From the store, not the cache: the decision must see the latest owner.
+    let stored = s.store.get(BOTCLUSTER_KIND, name).await?;
+    let owner = stored
+        .as_ref()
+        .and_then(|o| o.meta.labels.get(OWNER_LABEL))
+        .cloned();
+    match owner {
+        Some(src) => {
+            let message = format!(
+                "BotCluster \"{name}\" is managed by GitSource \"{src}\": change it in Git, or write it anyway with --force (botctl apply --force); the next sync of \"{src}\" puts Git's version back"
+            );
+            if !force && !dry {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "OwnedBySource",
+                    message,
+                ));
+            }
+            labels.insert(OWNER_LABEL.into(), src);
+            Ok((labels, (!force).then_some(message)))
+        }
+        None => {
+            if labels.contains_key(OWNER_LABEL) {
+                return Err(ApiError::invalid(
+                    format!("BotCluster \"{name}\" is invalid (1 problem); nothing was stored"),
+                    vec![botcluster_api::FieldError::new(
+                        format!("metadata.labels.{OWNER_LABEL}"),
+                        "is set by the operator on clusters a GitSource applied; remove it",
+                    )],
+                ));
+            }
+            Ok((labels, None))
+        }
+    }
 }
 
 pub async fn delete(

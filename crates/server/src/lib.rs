@@ -11,6 +11,10 @@
 //! | GET, PUT, DELETE | `/api/v1/botclusters/{name}` | read, create-or-update (`?dryRun=true`), delete |
 //! | GET | `/api/v1/botclusters/{name}/status` | status only |
 //! | GET | `/api/v1/botclusters/{name}/events` | event log (`?limit=N`) |
+//! | GET | `/api/v1/gitsources` | list or watch GitSources (the same parameters) |
+//! | GET, PUT, DELETE | `/api/v1/gitsources/{name}` | read, create-or-update, delete (`?cascade=true`) |
+//! | GET | `/api/v1/gitsources/{name}/status`, `/events` | status only, event log |
+//! | POST | `/api/v1/gitsources/{name}/sync` | poll now (CI jobs, Git host webhooks) |
 //!
 //! Reads (objects, status, lists, watches) are answered from the [`cache::WatchCache`], kept
 //! current by the store's watch; writes go to the store.
@@ -20,6 +24,7 @@ mod body;
 pub mod cache;
 pub mod collection;
 mod error;
+mod gitsources;
 mod handlers;
 pub mod metrics;
 pub mod selector;
@@ -35,6 +40,7 @@ use botcluster_store::Store;
 
 pub use auth::{load_or_create_token, TOKEN_FILE};
 pub use error::{ApiError, ErrorBody};
+pub use gitsources::git_field_errors;
 pub use metrics::Metrics;
 
 /// Largest request body accepted.
@@ -103,6 +109,28 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
         )
         .route("/api/v1/botclusters/{name}/status", get(handlers::status))
         .route("/api/v1/botclusters/{name}/events", get(handlers::events))
+        .route(
+            "/api/v1/gitsources",
+            get(
+                move |State(_): State<AppState>,
+                      Extension(c): Extension<Arc<cache::WatchCache>>,
+                      Query(q): Query<std::collections::HashMap<String, String>>| {
+                    collection::serve(&collection::GITSOURCES, c, q)
+                },
+            ),
+        )
+        .route(
+            "/api/v1/gitsources/{name}",
+            get(gitsources::get_one)
+                .put(gitsources::put)
+                .delete(gitsources::delete),
+        )
+        .route("/api/v1/gitsources/{name}/status", get(gitsources::status))
+        .route("/api/v1/gitsources/{name}/events", get(gitsources::events))
+        .route(
+            "/api/v1/gitsources/{name}/sync",
+            axum::routing::post(gitsources::sync),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -114,6 +142,9 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
         .fallback(handlers::not_found)
         .layer(Extension(cache))
         // Inside the metrics layer, so a panic is counted as the 500 it becomes.
+        // Outside the handlers' own rejections (405, bad path or query), so they get the
+        // JSON shape too.
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))

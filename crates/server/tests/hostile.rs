@@ -347,3 +347,32 @@ async fn healthz_answers_within_100ms_while_huge_hostile_bodies_are_refused() {
         "healthz worst {worst:?}: {took:?}"
     );
 }
+
+#[tokio::test]
+async fn every_refusal_has_the_json_error_shape_even_axums_own() {
+    let api = api();
+    for (method, path, status, code) in [
+        (
+            "PATCH",
+            "/api/v1/botclusters/web",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+        (
+            "POST",
+            "/healthz",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+        ),
+        (
+            "GET",
+            "/api/v1/botclusters/%FF%FE",
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+        ),
+        ("GET", "/no/such/thing", StatusCode::NOT_FOUND, "NotFound"),
+    ] {
+        let r = api.call(method, path, "application/json", "").await;
+        assert_error_shape(&r, status, code);
+    }
+}

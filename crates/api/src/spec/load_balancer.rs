@@ -22,7 +22,7 @@ pub struct LoadBalancer {
     /// Host names the site answers to (e.g. `bot.example.com`). Empty: any host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
-    /// Address Caddy listens on, e.g. "127.0.0.1:8443" or ":443".
+    /// Address Caddy listens on, e.g. "127.0.0.1:8443", or ":443" with `spec.privilegedPorts`.
     pub listen: String,
     /// Caddy's automatic HTTPS for `hosts`. Off by default: turning it on makes Caddy contact a
     /// public ACME CA for real host names.

@@ -65,6 +65,11 @@ pub struct BotClusterSpec {
     /// When absent, the operator assigns ports from its own range (`botctl serve --port-range`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ports: Option<PortRange>,
+    /// Allow host ports (`hostPorts`) and a load balancer port below 1024. Refused otherwise:
+    /// binding them needs root or `CAP_NET_BIND_SERVICE`, and they usually belong to the host's
+    /// own services (ssh, DNS, a web server). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged_ports: bool,
     /// Host address the proxy devices listen on.
     #[serde(default = "default_listen_address")]
     pub listen_address: String,

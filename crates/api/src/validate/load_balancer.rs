@@ -6,24 +6,56 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::checks::is_hostname;
 use super::{validate_name, Errors};
-use crate::spec::{LoadBalancer, ProxyHealthCheck};
+use crate::spec::{BotClusterSpec, LoadBalancer, ProxyHealthCheck};
 
-pub(super) fn validate_load_balancer(lb: &LoadBalancer, e: &mut Errors) {
-    let listen_ok = lb.listen.parse::<SocketAddr>().is_ok()
-        || lb
-            .listen
-            .strip_prefix(':')
-            .is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
-        || lb
-            .listen
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| h == "localhost" && p.parse::<u16>().is_ok_and(|p| p > 0));
-    e.check(listen_ok, "spec.loadBalancer.listen", || {
-        format!(
-            "\"{}\" is not an address to listen on; write e.g. \"127.0.0.1:8443\" or \":443\"",
-            lb.listen
-        )
-    });
+/// The port of a listen address as Caddy reads it (`127.0.0.1:8443`, `[::1]:8443`, `:443`,
+/// `localhost:8443`), when it is one.
+fn listen_port(listen: &str) -> Option<u16> {
+    if let Ok(a) = listen.parse::<SocketAddr>() {
+        return Some(a.port());
+    }
+    let (host, port) = listen.rsplit_once(':')?;
+    (host.is_empty() || host == "localhost")
+        .then(|| port.parse::<u16>().ok())
+        .flatten()
+}
+
+pub(super) fn validate_load_balancer(lb: &LoadBalancer, spec: &BotClusterSpec, e: &mut Errors) {
+    let f = "spec.loadBalancer.listen";
+    match listen_port(&lb.listen) {
+        None => e.push(
+            f,
+            format!(
+                "{:?} is not an address to listen on; write e.g. \"127.0.0.1:8443\" or \":8443\"",
+                lb.listen
+            ),
+        ),
+        Some(0) => e.push(
+            f,
+            format!(
+                "{:?} has port 0, which would make Caddy pick a random port nobody knows; name the port, e.g. \"127.0.0.1:8443\"",
+                lb.listen
+            ),
+        ),
+        Some(p) if p < 1024 && !spec.privileged_ports => e.push(
+            f,
+            format!(
+                "{:?}: port {p} is privileged (below 1024), usually the host's own services'; use a port from 1024 up, or set spec.privilegedPorts: true",
+                lb.listen
+            ),
+        ),
+        Some(p) => {
+            if let Some(r) = spec.host_ports.as_ref().filter(|r| (r.start..=r.end).contains(&p)) {
+                e.push(
+                    f,
+                    format!(
+                        "port {p} is inside this cluster's own hostPorts ({}-{}); the load balancer and the instances cannot share it",
+                        r.start, r.end
+                    ),
+                );
+            }
+        }
+    }
     for (i, h) in lb.hosts.iter().enumerate() {
         let bare = h.strip_prefix("*.").unwrap_or(h);
         e.check(

@@ -110,6 +110,15 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
         s.replicas
     };
     if let Some(r) = &s.host_ports {
+        if r.start < 1024 && r.start != 0 && !s.privileged_ports {
+            e.push(
+                "spec.hostPorts",
+                format!(
+                    "start ({}) is a privileged port (below 1024), usually the host's own services'; use ports from 1024 up, or set spec.privilegedPorts: true",
+                    r.start
+                ),
+            );
+        }
         if r.start == 0 || r.start > r.end {
             e.push(
                 "spec.hostPorts",
@@ -180,7 +189,7 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
     );
     autoscaling::validate_autoscaling(a, e);
     if let Some(lb) = &s.load_balancer {
-        load_balancer::validate_load_balancer(lb, e);
+        load_balancer::validate_load_balancer(lb, s, e);
     }
     let h = &s.health;
     e.path("spec.health.endpoint", &h.endpoint);

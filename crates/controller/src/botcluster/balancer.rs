@@ -95,7 +95,7 @@ pub fn upstreams(
         .filter_map(|o| {
             Some((
                 o.ordinal()?,
-                format!("{}:{}", spec.listen_address, o.host_port()?),
+                crate::model::host_port(&spec.listen_address, o.host_port()?),
             ))
         })
         .collect();
@@ -373,7 +373,7 @@ impl BotClusterReconciler {
             .filter(|o| leaving.contains(&o.name))
             .filter_map(|o| {
                 o.host_port()
-                    .map(|p| format!("{}:{p}", spec.listen_address))
+                    .map(|p| crate::model::host_port(&spec.listen_address, p))
             })
             .collect();
         let deadline = Instant::now() + lb.drain_timeout.get();

@@ -115,8 +115,10 @@ pub(crate) struct Executor {
     pub backend: Arc<dyn ContainerBackend>,
     pub store: Arc<dyn Store>,
     pub metrics: ControllerMetrics,
-    /// The global bound on concurrent creates.
+    /// The global bound on concurrent create requests (and the file pushes that follow).
     pub creates: Arc<Semaphore>,
+    /// The global bound on concurrent starts.
+    pub starts: Arc<Semaphore>,
     /// What this host refuses (learned here).
     pub caps: Arc<Mutex<Capabilities>>,
     /// Ports found busy are recorded here.
@@ -239,7 +241,7 @@ impl Executor {
                 b.delete(&n.name).await?;
                 self.create(spec, n).await
             }
-            Action::Start { name } => b.start(name).await,
+            Action::Start { name } => self.start(name).await,
             Action::Restart { name } => b.restart(name).await,
             Action::Patch {
                 name,
@@ -260,6 +262,16 @@ impl Executor {
         }
     }
 
+    /// Starts an instance under the global start bound.
+    async fn start(&self, name: &str) -> Result<(), BackendError> {
+        let _permit = self
+            .starts
+            .acquire()
+            .await
+            .map_err(|_| BackendError::Other("shutting down".into()))?;
+        self.backend.start(name).await
+    }
+
     async fn record_files_hash(&self, name: &str, hash: &str) -> Result<(), BackendError> {
         let mut c = BTreeMap::new();
         c.insert(KEY_FILES.to_string(), hash.to_string());
@@ -270,7 +282,7 @@ impl Executor {
     /// the files are in place, so a crash in between makes the next pass push them again.
     async fn create(&self, spec: &BotClusterSpec, n: &NewInstance) -> Result<(), BackendError> {
         if self.check_host_ports {
-            let addr = format!("{}:{}", spec.listen_address, n.host_port);
+            let addr = crate::model::host_port(&spec.listen_address, n.host_port);
             if let Err(e) = std::net::TcpListener::bind(&addr) {
                 return Err(BackendError::PortBusy {
                     port: n.host_port,
@@ -278,7 +290,7 @@ impl Executor {
                 });
             }
         }
-        let _permit = self
+        let permit = self
             .creates
             .acquire()
             .await
@@ -309,7 +321,9 @@ impl Executor {
             }
             self.record_files_hash(&n.name, &h).await?;
         }
-        match self.backend.start(&n.name).await {
+        // The start has its own bound: the next create need not wait for this one to start.
+        drop(permit);
+        match self.start(&n.name).await {
             Err(BackendError::PortBusy { message, .. }) => Err(BackendError::PortBusy {
                 port: n.host_port,
                 message,

@@ -66,8 +66,12 @@ pub enum ReconcileError {
 pub struct ReconcilerConfig {
     /// Host ports handed out when a spec has no `hostPorts`.
     pub port_range: (u16, u16),
-    /// Bound on concurrent LXD creates across all clusters.
+    /// Bound on concurrent LXD create requests (the image unpack, and the file pushes into
+    /// the new stopped container) across all clusters.
     pub max_concurrent_creates: usize,
+    /// Bound on concurrent LXD starts across all clusters. Separate from the create bound so
+    /// a batch's later creates do not wait for earlier containers to finish starting.
+    pub max_concurrent_starts: usize,
     /// Readiness probe timeout.
     pub probe_timeout: Duration,
     /// Check that a host port is free before creating a container on it (LXD on this host).
@@ -95,6 +99,7 @@ impl Default for ReconcilerConfig {
         ReconcilerConfig {
             port_range: (20000, 20999),
             max_concurrent_creates: 8,
+            max_concurrent_starts: 16,
             probe_timeout: Duration::from_secs(2),
             check_host_ports: true,
             resync: Duration::from_secs(30),
@@ -115,6 +120,7 @@ pub struct BotClusterReconciler {
     /// Host ports in use, per cluster (learned from observation), and ports found busy.
     ports: Arc<Mutex<PortBook>>,
     creates: Arc<Semaphore>,
+    starts: Arc<Semaphore>,
     /// Action batches still running after their pass gave up waiting, per cluster.
     in_flight: Arc<Mutex<HashMap<String, Vec<InFlight>>>>,
     /// Outcomes of such batches that finished after their pass, for the next pass.
@@ -153,6 +159,7 @@ impl BotClusterReconciler {
             backend,
             metrics,
             creates: Arc::new(Semaphore::new(config.max_concurrent_creates.max(1))),
+            starts: Arc::new(Semaphore::new(config.max_concurrent_starts.max(1))),
             probe: Arc::new(HttpProbe::new(config.probe_timeout)),
             config,
             caps: Arc::new(Mutex::new(Capabilities::default())),
@@ -190,6 +197,7 @@ impl BotClusterReconciler {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             creates: self.creates.clone(),
+            starts: self.starts.clone(),
             caps: self.caps.clone(),
             ports: self.ports.clone(),
             check_host_ports: self.config.check_host_ports,

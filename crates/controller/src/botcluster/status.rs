@@ -108,7 +108,12 @@ fn instance_status(f: &Facts<'_>, o: &ObservedInstance) -> InstanceStatus {
         ordinal: o.ordinal().unwrap_or(0),
         state: o.status.clone(),
         host_port: port,
-        url: port.map(|p| format!("http://{}:{p}", f.spec.listen_address)),
+        url: port.map(|p| {
+            format!(
+                "http://{}",
+                crate::model::host_port(&f.spec.listen_address, p)
+            )
+        }),
         ready: o.running && o.ready,
         health: Some(
             if !o.running {

@@ -167,19 +167,7 @@ impl Client {
     pub async fn pull_file(&self, instance: &str, path: &str) -> Result<Vec<u8>> {
         check_absolute(path)?;
         let url = self.url(&["instances", instance, "files"], &[("path", path)], true)?;
-        let reply = self
-            .execute(
-                Method::GET,
-                url,
-                HeaderMap::new(),
-                None,
-                self.request_timeout,
-            )
-            .await?;
-        if !(200..300).contains(&reply.status) {
-            return Err(reply.error_from_any());
-        }
-        Ok(reply.body)
+        Ok(self.get_raw(url).await?.body)
     }
 }
 

@@ -139,6 +139,24 @@ impl Client {
         Ok((reply, envelope))
     }
 
+    /// A GET whose answer is not an envelope (file contents, metrics text): the body of a
+    /// 2xx reply, or the error LXD sent.
+    pub(super) async fn get_raw(&self, url: Url) -> Result<Reply> {
+        let reply = self
+            .execute(
+                Method::GET,
+                url,
+                HeaderMap::new(),
+                None,
+                self.request_timeout,
+            )
+            .await?;
+        if !(200..300).contains(&reply.status) {
+            return Err(reply.error_from_any());
+        }
+        Ok(reply)
+    }
+
     pub(super) async fn get_sync<T: DeserializeOwned>(&self, url: Url) -> Result<T> {
         let (reply, env) = self.call::<()>(Method::GET, url, None, None).await?;
         reply.decode(env.metadata)

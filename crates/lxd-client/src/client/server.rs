@@ -1,8 +1,5 @@
 //! Server-wide endpoints: `/1.0`, projects and `/1.0/metrics`.
 
-use reqwest::header::HeaderMap;
-use reqwest::Method;
-
 use super::Client;
 use crate::types::Server;
 use crate::{Error, Metrics, Result};
@@ -35,18 +32,7 @@ impl Client {
     /// Transport and LXD errors.
     pub async fn metrics_text(&self) -> Result<String> {
         let url = self.url(&["metrics"], &[], false)?;
-        let reply = self
-            .execute(
-                Method::GET,
-                url,
-                HeaderMap::new(),
-                None,
-                self.request_timeout,
-            )
-            .await?;
-        if !(200..300).contains(&reply.status) {
-            return Err(reply.error_from_any());
-        }
+        let reply = self.get_raw(url).await?;
         String::from_utf8(reply.body).map_err(|e| Error::Protocol {
             request: reply.request,
             message: format!("metrics are not UTF-8: {e}"),
