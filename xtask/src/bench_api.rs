@@ -195,7 +195,10 @@ fn wrk(wrk: &Path, s: &Server, path: &str, secs: u64) -> Result<Load> {
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("wrk {path} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "wrk {path} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     if text.contains("Non-2xx") {
         bail!("wrk {path}: the server answered errors:\n{text}");
@@ -355,7 +358,10 @@ pub fn run(args: &[&str]) -> Result<()> {
             say(CHORE, format!("N={n}: {label} ({secs} s of wrk -t2 -c16)"));
             loads.push(wrk(&wrk_bin, &s, path, secs)?);
         }
-        say(CHORE, format!("N={n}: {WRITES} writes, each timed to the watcher"));
+        say(
+            CHORE,
+            format!("N={n}: {WRITES} writes, each timed to the watcher"),
+        );
         let mut watch = rt.block_on(watch_latency(&http, &s, &doc))?;
         watch.sort_by(f64::total_cmp);
         cols.push(Column {
