@@ -439,10 +439,9 @@ fn start_operator() -> Result<Operator> {
         .env("BOTCLUSTER_DATA_DIR", &dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(target.join(format!(
-            "bench-operator-{}.log",
-            std::process::id()
-        )))?)
+        .stderr(std::fs::File::create(
+            target.join(format!("bench-operator-{}.log", std::process::id())),
+        )?)
         .spawn()?;
     let started = Instant::now();
     while std::net::TcpStream::connect(&addr).is_err() {
@@ -518,6 +517,9 @@ impl Column {
 pub fn run(args: &[&str]) -> Result<()> {
     if args.first() == Some(&"react") {
         return crate::bench_react::run(&args[1..]);
+    }
+    if args.first() == Some(&"api") {
+        return crate::bench_api::run(&args[1..]);
     }
     let usage = "usage: cargo xtask bench converge [--runs N] [--sizes 1,5,10] [--columns floor,seed,botcluster,floor8,floor-events,floor-config,floor-files]";
     if args.first() != Some(&"converge") {
