@@ -263,7 +263,9 @@ impl WatchCache {
         g.snapshots
             .retain(|(_, _, at)| now.duration_since(*at) < ttl);
         let rv = g.rv;
-        if let Some((_, m, _)) = g.snapshots.iter().find(|(r, _, _)| *r == rv) {
+        if let Some((_, m, at)) = g.snapshots.iter_mut().find(|(r, _, _)| *r == rv) {
+            // A new listing from the same state: the token lives its full time from now.
+            *at = now;
             return (rv, m.clone());
         }
         let m = g.objects.clone();
@@ -274,9 +276,12 @@ impl WatchCache {
         (rv, m)
     }
 
-    /// The snapshot a continue token names, if still kept.
+    /// The snapshot a continue token names, if still kept (or if nothing changed since).
     pub fn snapshot_at(&self, rv: u64) -> Option<Arc<Objects>> {
         let g = self.read();
+        if g.rv == rv {
+            return Some(g.objects.clone());
+        }
         g.snapshots
             .iter()
             .find(|(r, _, at)| *r == rv && at.elapsed() < self.config.snapshot_ttl)
