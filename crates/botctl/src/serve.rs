@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use botcluster_server::{load_or_create_token, router, AppState, Metrics};
+use botcluster_server::{load_or_create_token, router_and_cache, AppState, Metrics};
 use botcluster_store::SqliteStore;
 use clap::Args;
 
@@ -246,8 +246,13 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         "botcluster API serving; the token is in {}",
         dir.join(botcluster_server::TOKEN_FILE).display()
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let (app, cache) = router_and_cache(state, Default::default());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open watches would hold the graceful shutdown until their timeout: end them.
+            cache.close();
+        })
         .await
         .context("serving HTTP")?;
     let _ = stop_tx.send(true);

@@ -162,6 +162,8 @@ pub struct WatchCache {
     rv: AtomicU64,
     rv_tx: tokio::sync::watch::Sender<u64>,
     fanout: broadcast::Sender<Fanout>,
+    /// Set by [`WatchCache::close`]: every watch stream ends.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why a read could not be served from the cache.
@@ -200,9 +202,24 @@ impl WatchCache {
             rv: AtomicU64::new(0),
             rv_tx,
             fanout,
+            closed: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(follow(Arc::downgrade(&cache), rx));
         cache
+    }
+
+    /// Ends every watch stream, now and from now on: a graceful shutdown waits for responses
+    /// to finish, and a watch never would.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`WatchCache::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// The configuration.

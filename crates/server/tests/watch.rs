@@ -58,6 +58,8 @@ fn request(method: &str, path: &str, body: String) -> Request<Body> {
 struct Lines {
     body: Body,
     buf: Vec<u8>,
+    /// The server ended the stream (not just silence).
+    ended: bool,
 }
 
 impl Lines {
@@ -68,7 +70,10 @@ impl Lines {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
                 return Some(serde_json::from_slice(&line).expect("each line is JSON"));
             }
-            let frame = tokio::time::timeout(wait, self.body.frame()).await.ok()??;
+            let Some(frame) = tokio::time::timeout(wait, self.body.frame()).await.ok()? else {
+                self.ended = true;
+                return None;
+            };
             if let Ok(data) = frame.unwrap().into_data() {
                 self.buf.extend_from_slice(&data);
             }
@@ -131,6 +136,7 @@ impl Api {
             Lines {
                 body: resp.into_body(),
                 buf: Vec::new(),
+                ended: false,
             },
         )
     }
@@ -595,4 +601,36 @@ async fn when_the_cache_falls_behind_the_store_it_reloads_and_watchers_are_told_
     a.store_put("x", json!({"i": 5001}), &[]).await;
     let ev = w.next_change(SECOND).await.unwrap();
     assert_eq!(ev["object"]["spec"]["i"], 5001);
+}
+
+#[tokio::test]
+async fn closing_the_cache_ends_every_watch_so_a_graceful_shutdown_can_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let state = AppState {
+        store: store.clone(),
+        token: Arc::new(TOKEN.into()),
+        metrics: Metrics::new(),
+        preview: None,
+    };
+    let (app, cache) = botcluster_server::router_and_cache(state, CacheConfig::default());
+    let a = Api {
+        app,
+        store,
+        _dir: dir,
+    };
+    let (_, mut w) = a.watch("").await;
+    assert!(
+        w.next(Duration::from_millis(200)).await.is_none(),
+        "open, quiet"
+    );
+    cache.close();
+    let t = std::time::Instant::now();
+    // `next` gives None both on end and on silence: tell them apart by the body's end.
+    while w.next(SECOND).await.is_some() {}
+    assert!(t.elapsed() < SECOND, "the stream ended at once");
+    assert!(w.ended);
+    let (_, mut late) = a.watch("").await;
+    while late.next(SECOND).await.is_some() {}
+    assert!(late.ended, "a watch after close ends too");
 }
