@@ -238,7 +238,7 @@ pub async fn show_status(client: &Client, name: &str, events: usize) -> Result<u
             events.clamp(1, 500)
         ))
         .await?;
-    print!(
+    out!(
         "{}",
         status(
             &obj,

@@ -88,7 +88,17 @@ pub fn router(state: AppState) -> Router {
 
 /// The whole HTTP API, with a watch cache of the given sizes.
 pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router {
+    router_and_cache(state, config).0
+}
+
+/// The whole HTTP API and its watch cache; call [`cache::WatchCache::close`] when shutting
+/// down, or a graceful shutdown waits for every open watch to time out.
+pub fn router_and_cache(
+    state: AppState,
+    config: cache::CacheConfig,
+) -> (Router, Arc<cache::WatchCache>) {
     let cache = cache::WatchCache::start(state.store.clone(), config);
+    let handle = cache.clone();
     let kind = &collection::BOTCLUSTERS;
     let api = Router::new()
         .route("/metrics", get(handlers::metrics))
@@ -141,7 +151,7 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .merge(api)
@@ -158,5 +168,6 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
             state.clone(),
             metrics::track,
         ))
-        .with_state(state)
+        .with_state(state);
+    (app, handle)
 }
