@@ -189,7 +189,8 @@ impl Operator {
     }
 
     async fn delete(&self, name: &str) {
-        let o = self.botctl(&["delete", name, "--wait", "--timeout", "120s"]);
+        // LXD 5.0.2 here can take a minute to delete a stopped container.
+        let o = self.botctl(&["delete", name, "--wait", "--timeout", "300s"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
