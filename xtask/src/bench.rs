@@ -518,6 +518,9 @@ pub fn run(args: &[&str]) -> Result<()> {
     if args.first() == Some(&"react") {
         return crate::bench_react::run(&args[1..]);
     }
+    if args.first() == Some(&"api") {
+        return crate::bench_api::run(&args[1..]);
+    }
     let usage = "usage: cargo xtask bench converge [--runs N] [--sizes 1,5,10] [--columns floor,seed,botcluster,floor8,floor-events,floor-config,floor-files]";
     if args.first() != Some(&"converge") {
         bail!("{usage}");

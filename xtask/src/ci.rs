@@ -1,10 +1,12 @@
 //! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
 //!
 //! Steps: `cargo fmt --check`; `cargo clippy --all-features -D warnings`; the real daemons the
-//! end-to-end tests use (`lxd-up`, `caddy-up`, `pg-up`); `cargo test --workspace`, then
+//! end-to-end tests use (`lxd-up`, `caddy-up`, `pg-up`; `promtool` and `git` installed when
+//! missing); `cargo test --workspace`, then
 //! `cargo test -p lxd-client --all-features`; `cargo xtask fuzz --seconds 6` (every fuzz
 //! target, bounded; installs cargo-fuzz when missing); `cargo xtask schemathesis --seconds 45`
-//! (the live API against its OpenAPI document); then the tally line `end-to-end tests: N ran, M skipped` (with each skip's reason). Under a truthy
+//! (the live API against its OpenAPI document); then
+//! the tally line `end-to-end tests: N ran, M skipped` (with each skip's reason). Under a truthy
 //! `CI` (`true`, `1`...: `test_support::ci`) the end-to-end tests fail instead of skipping when
 //! a daemon is missing.
 //!
@@ -66,6 +68,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         println!("==> cargo xtask pg-up");
         crate::pg::up(&[])?;
         ensure_promtool()?;
+        ensure_git()?;
     }
     let tally = tally_path();
     if let Some(dir) = tally.parent() {
@@ -154,15 +157,25 @@ impl Tally {
 
 /// `promtool` (Debian's `prometheus` package) checks `manifests/prometheus/alerts.yml`.
 fn ensure_promtool() -> Result<()> {
-    let found = Command::new("promtool").arg("--version").output().is_ok();
+    ensure_program("promtool", "prometheus")
+}
+
+/// The git CLI the GitSource tests (and the operator) run.
+fn ensure_git() -> Result<()> {
+    ensure_program("git", "git")
+}
+
+/// Installs Debian's `package` when `program --version` does not run.
+fn ensure_program(program: &str, package: &str) -> Result<()> {
+    let found = Command::new(program).arg("--version").output().is_ok();
     if found {
-        println!("==> promtool: already installed");
+        println!("==> {program}: already installed");
         return Ok(());
     }
-    println!("==> promtool: installing Debian's prometheus package");
+    println!("==> {program}: installing Debian's {package} package");
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "prometheus"])
+            .args(["install", "-y", "-q", package])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .map(|s| s.success())
@@ -172,7 +185,7 @@ fn ensure_promtool() -> Result<()> {
         // A fresh machine may not have package lists yet.
         let _ = Command::new("apt-get").args(["update", "-q"]).status();
         if !install() {
-            bail!("could not install promtool: run `apt-get install prometheus` as root");
+            bail!("could not install {program}: run `apt-get install {package}` as root");
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_api;
 mod bench_react;
 mod caddy;
 mod ci;
@@ -27,6 +28,9 @@ Chores:
   bench converge  time from asking for N containers to all serving: the LXD floor, the
                   chapter's sequential lxc loop, and botctl apply (--runs N, --sizes 1,5,10)
   bench react     simulated time to react to load steps: the autoscaler vs the seed's loop
+  bench api       HTTP API speed on a release `botctl serve --no-controller` with 1/100/1000
+                  clusters: wrk req/s and p50/p99 of reads vs /healthz, write → watcher latency,
+                  memory (--sizes 1,100,1000, --seconds 5; installs wrk if missing)
   ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, caddy-up, pg-up, all tests
                   (--no-daemons: skip starting LXD)
   fuzz            a bounded run of every fuzz target in fuzz/ (--seconds N each, default 10;

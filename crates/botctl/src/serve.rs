@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use botcluster_server::{load_or_create_token, router, AppState, Metrics};
+use botcluster_server::{load_or_create_token, router_and_cache, AppState, Metrics};
 use botcluster_store::SqliteStore;
 use clap::Args;
 
@@ -72,6 +72,21 @@ pub struct ServeArgs {
     /// Serve the API only; do not reconcile.
     #[arg(long)]
     pub no_controller: bool,
+    /// GitSources polled in parallel.
+    #[arg(long, default_value_t = 2)]
+    pub gitsource_workers: usize,
+    /// Tests only: pause this long after each BotCluster a GitSource writes (so a test can
+    /// kill the operator mid-sync).
+    #[arg(long, hide = true, default_value = "0s", value_parser = parse_duration)]
+    pub test_gitsource_apply_pause: std::time::Duration,
+    /// The PostgreSQL server where tenant databases are created
+    /// (`postgres://USER:PASSWORD@HOST:PORT/postgres`; `cargo xtask pg-up` prints one). A spec
+    /// may name another server in `spec.sharding.tenant.server` (without a password).
+    #[arg(long, env = "BOTCLUSTER_POSTGRES", hide_env_values = true)]
+    pub postgres: Option<String>,
+    /// A file holding the password for servers named in specs (their URLs carry none).
+    #[arg(long, env = "BOTCLUSTER_POSTGRES_PASSWORD_FILE")]
+    pub postgres_password_file: Option<PathBuf>,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -126,6 +141,7 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut preview: Option<Arc<dyn botcluster_server::PlanPreview>> = None;
     let mut controller_task = None;
+    let mut gitsource_task = None;
     if !args.no_controller {
         let socket = match &args.lxd {
             Some(s) => PathBuf::from(s.strip_prefix("unix://").unwrap_or(s)),
@@ -182,6 +198,35 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
                 ));
             }
         }
+        let password = match &args.postgres_password_file {
+            None => None,
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!(
+                            "--postgres-password-file {}: cannot read it",
+                            path.display()
+                        )
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+        };
+        if let Some(url) = args.postgres.as_deref().filter(|u| !u.trim().is_empty()) {
+            pg_client::Server::new(url, None).with_context(|| {
+                "--postgres: not a PostgreSQL URL; use postgres://USER:PASSWORD@HOST:PORT/postgres"
+            })?;
+            tracing::info!(
+                postgres = %botcluster_controller::botcluster::shards::without_password(url),
+                "tenant databases: PostgreSQL"
+            );
+        }
+        reconciler = reconciler.with_postgres(
+            botcluster_controller::botcluster::shards::PostgresSettings {
+                url: args.postgres.clone().filter(|u| !u.trim().is_empty()),
+                password,
+            },
+        );
         let reconciler = Arc::new(reconciler);
         let controller = botcluster_controller::Controller::new(
             store.clone(),
@@ -193,7 +238,29 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         let triggers = vec![botcluster_controller::botcluster::triggers::lxd_events(
             client,
         )];
-        controller_task = Some(tokio::spawn(controller.run(triggers, stop_rx)));
+        controller_task = Some(tokio::spawn(controller.run(triggers, stop_rx.clone())));
+        // The second kind: GitSources, with their git cache under the data directory.
+        let git = Arc::new(git_client::GitCli::new(dir.join("git-cache")));
+        let gitsources = Arc::new(
+            botcluster_controller::GitSourceReconciler::new(
+                store.clone(),
+                git,
+                botcluster_controller::GitSourceMetrics::new(&metrics.registry),
+            )
+            .with_credentials_dir(dir.join("git-credentials"))
+            .with_apply_pause(args.test_gitsource_apply_pause),
+        );
+        let gm = botcluster_controller::metrics::ControllerMetrics::named(
+            &metrics.registry,
+            "gitsource",
+        );
+        let git_controller = botcluster_controller::Controller::new(
+            store.clone(),
+            gitsources,
+            gm,
+            args.gitsource_workers,
+        );
+        gitsource_task = Some(tokio::spawn(git_controller.run(Vec::new(), stop_rx)));
         tracing::info!(lxd = %socket.display(), "controller started");
     }
     let state = AppState {
@@ -216,12 +283,20 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         "botcluster API serving; the token is in {}",
         dir.join(botcluster_server::TOKEN_FILE).display()
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let (app, cache) = router_and_cache(state, Default::default());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open watches would hold the graceful shutdown until their timeout: end them.
+            cache.close();
+        })
         .await
         .context("serving HTTP")?;
     let _ = stop_tx.send(true);
     if let Some(t) = controller_task {
+        let _ = t.await;
+    }
+    if let Some(t) = gitsource_task {
         let _ = t.await;
     }
     tracing::info!("stopped");

@@ -386,3 +386,29 @@ fn status_watch_prints_the_page_again_on_each_change() {
     w.line_with("Generation:  2", Duration::from_secs(2))
         .expect("the page again after the change");
 }
+
+#[test]
+fn serve_stops_promptly_on_sigterm_while_a_watch_is_open() {
+    let mut s = start();
+    let f = minimal_with(s.dir.path(), "held", 1, "");
+    assert!(s
+        .botctl(&["apply", "-f", f.to_str().unwrap()])
+        .status
+        .success());
+    let w = Follower::start(&s, &["get", "-w"]);
+    w.line_with("held", Duration::from_secs(10))
+        .expect("the watch is open");
+    let term = Command::new("kill")
+        .args(["-TERM", &s._serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let t = std::time::Instant::now();
+    while s._serve.exited().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "botctl serve still runs 5 s after SIGTERM: the open watch holds the graceful shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -4,6 +4,8 @@
 //!   work queue → workers, backoff), the finalizer helper. Knows no BotCluster.
 //! - [`botcluster`]: the BotCluster reconciler — one pass (observe → plan → execute →
 //!   status), dry runs, status derivation, the load balancer's part of the plan.
+//! - [`gitsource`]: the GitSource reconciler — follow a Git repository, apply the
+//!   BotClusters in it, prune what left it (GitOps).
 //! - [`model`]: names, ownership keys, config and devices derived from a spec.
 //! - [`plan`]: the pure container planner and the simulation its property tests check it against.
 //! - [`backend`]: the container backend trait, the LXD implementation and an in-memory fake.
@@ -15,6 +17,7 @@
 pub mod backend;
 pub mod botcluster;
 pub mod breaker;
+pub mod gitsource;
 pub mod health;
 pub mod metrics;
 pub mod model;
@@ -24,4 +27,5 @@ pub mod proxy;
 pub mod runtime;
 
 pub use botcluster::{BotClusterReconciler, ReconcilerConfig};
+pub use gitsource::{GitSourceMetrics, GitSourceReconciler};
 pub use runtime::Controller;

@@ -70,11 +70,18 @@ fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> 
 }
 
 impl ControllerMetrics {
-    /// Creates and registers the metrics.
+    /// Creates and registers the metrics of the BotCluster controller.
     pub fn new(r: &Registry) -> Self {
+        Self::named(r, CONTROLLER)
+    }
+
+    /// Creates and registers the metrics of the controller `controller` (the value of the
+    /// `controller` and `name` labels of the controller-runtime and workqueue metrics, so a
+    /// second kind's controller reports apart; the `botcluster_*` metrics are shared).
+    pub fn named(r: &Registry, controller: &str) -> Self {
         let c =
-            |name: &str, help: &str| Opts::new(name, help).const_label("controller", CONTROLLER);
-        let q = |name: &str, help: &str| Opts::new(name, help).const_label("name", CONTROLLER);
+            |name: &str, help: &str| Opts::new(name, help).const_label("controller", controller);
+        let q = |name: &str, help: &str| Opts::new(name, help).const_label("name", controller);
         ControllerMetrics {
             reconcile_total: reg(
                 r,

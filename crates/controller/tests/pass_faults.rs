@@ -303,20 +303,14 @@ async fn dry_runs_do_not_count_health_failures() {
 async fn a_slow_start_never_hides_the_passes_decisions_and_is_never_duplicated() {
     use botcluster_controller::runtime::{Reconcile, Trigger};
     use futures_util::StreamExt;
-    let store = Arc::new(botcluster_store::SqliteStore::in_memory().unwrap());
-    let fake = FakeBackend::new();
-    *fake.start_delay.lock().unwrap() = std::time::Duration::from_millis(1500);
-    let rec = reconciler_with(
-        &store,
-        &fake,
+    let w = slow_world(
+        std::time::Duration::from_millis(1500),
         ReconcilerConfig {
-            check_host_ports: false,
             action_budget: std::time::Duration::from_millis(200),
             ..Default::default()
         },
     );
-    let mut triggers = rec.triggers();
-    let w = World { store, fake, rec };
+    let mut triggers = w.rec.triggers();
     apply(
         &w,
         "slow",
@@ -437,21 +431,15 @@ async fn an_unreachable_load_balancer_is_a_condition_and_a_backoff_and_only_for_
 /// later creates still go on while earlier containers start, and the start bound holds.
 #[tokio::test]
 async fn the_create_bound_does_not_wait_for_starts_and_the_start_bound_holds() {
-    let store = Arc::new(botcluster_store::SqliteStore::in_memory().unwrap());
-    let fake = FakeBackend::new();
-    *fake.start_delay.lock().unwrap() = std::time::Duration::from_millis(300);
-    let rec = reconciler_with(
-        &store,
-        &fake,
+    let w = slow_world(
+        std::time::Duration::from_millis(300),
         ReconcilerConfig {
-            check_host_ports: false,
             max_concurrent_creates: 1,
             max_concurrent_starts: 2,
             action_budget: std::time::Duration::from_secs(30),
             ..Default::default()
         },
     );
-    let w = World { store, fake, rec };
     apply(
         &w,
         "bound",

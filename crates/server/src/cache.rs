@@ -162,6 +162,8 @@ pub struct WatchCache {
     rv: AtomicU64,
     rv_tx: tokio::sync::watch::Sender<u64>,
     fanout: broadcast::Sender<Fanout>,
+    /// Set by [`WatchCache::close`]: every watch stream ends.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Why a read could not be served from the cache.
@@ -200,9 +202,24 @@ impl WatchCache {
             rv: AtomicU64::new(0),
             rv_tx,
             fanout,
+            closed: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(follow(Arc::downgrade(&cache), rx));
         cache
+    }
+
+    /// Ends every watch stream, now and from now on: a graceful shutdown waits for responses
+    /// to finish, and a watch never would.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`WatchCache::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// The configuration.
@@ -263,7 +280,9 @@ impl WatchCache {
         g.snapshots
             .retain(|(_, _, at)| now.duration_since(*at) < ttl);
         let rv = g.rv;
-        if let Some((_, m, _)) = g.snapshots.iter().find(|(r, _, _)| *r == rv) {
+        if let Some((_, m, at)) = g.snapshots.iter_mut().find(|(r, _, _)| *r == rv) {
+            // A new listing from the same state: the token lives its full time from now.
+            *at = now;
             return (rv, m.clone());
         }
         let m = g.objects.clone();
@@ -274,9 +293,12 @@ impl WatchCache {
         (rv, m)
     }
 
-    /// The snapshot a continue token names, if still kept.
+    /// The snapshot a continue token names, if still kept (or if nothing changed since).
     pub fn snapshot_at(&self, rv: u64) -> Option<Arc<Objects>> {
         let g = self.read();
+        if g.rv == rv {
+            return Some(g.objects.clone());
+        }
         g.snapshots
             .iter()
             .find(|(r, _, at)| *r == rv && at.elapsed() < self.config.snapshot_ttl)

@@ -338,6 +338,7 @@ fn watch(kind: &'static KindInfo, cache: &WatchCache, q: ListQuery) -> Result<Re
         bookmarks: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
         deadline: tokio::time::Instant::now() + timeout,
         buffer: cache.config().watcher_buffer,
+        closed: Box::pin(cache.closed()),
         done: false,
     };
     let stream = futures_util::stream::unfold(state, next_line);
@@ -406,6 +407,7 @@ struct WatchState {
     bookmarks: tokio::time::Interval,
     deadline: tokio::time::Instant,
     buffer: usize,
+    closed: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     done: bool,
 }
 
@@ -447,6 +449,8 @@ async fn next_line(mut st: WatchState) -> Option<(Result<Bytes, Infallible>, Wat
                 st.pending.push_back(line("BOOKMARK", &serde_json::to_vec(&doc).unwrap_or_default()));
             }
             _ = tokio::time::sleep_until(st.deadline) => st.done = true,
+            // The server is shutting down: end, the client resumes from its last version.
+            _ = &mut st.closed => st.done = true,
         }
     }
 }

@@ -30,6 +30,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 pub mod selector;
+mod shards;
 
 use std::sync::Arc;
 
@@ -106,7 +107,17 @@ pub fn router(state: AppState) -> Router {
 
 /// The whole HTTP API, with a watch cache of the given sizes.
 pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router {
+    router_and_cache(state, config).0
+}
+
+/// The whole HTTP API and its watch cache; call [`cache::WatchCache::close`] when shutting
+/// down, or a graceful shutdown waits for every open watch to time out.
+pub fn router_and_cache(
+    state: AppState,
+    config: cache::CacheConfig,
+) -> (Router, Arc<cache::WatchCache>) {
     let cache = cache::WatchCache::start(state.store.clone(), config);
+    let handle = cache.clone();
     let kind = &collection::BOTCLUSTERS;
     let api = Router::new()
         .route("/metrics", get(handlers::metrics))
@@ -128,6 +139,11 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
         )
         .route("/api/v1/botclusters/{name}/status", get(handlers::status))
         .route("/api/v1/botclusters/{name}/events", get(handlers::events))
+        .route("/api/v1/botclusters/{name}/shards", get(shards::shards))
+        .route(
+            "/api/v1/botclusters/{name}/shards/route",
+            get(shards::route),
+        )
         .route(
             "/api/v1/gitsources",
             get(
@@ -154,7 +170,7 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route(
@@ -175,5 +191,6 @@ pub fn router_with_cache(state: AppState, config: cache::CacheConfig) -> Router 
             state.clone(),
             metrics::track,
         ))
-        .with_state(state)
+        .with_state(state);
+    (app, handle)
 }

@@ -58,6 +58,8 @@ fn request(method: &str, path: &str, body: String) -> Request<Body> {
 struct Lines {
     body: Body,
     buf: Vec<u8>,
+    /// The server ended the stream (not just silence).
+    ended: bool,
 }
 
 impl Lines {
@@ -68,7 +70,10 @@ impl Lines {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
                 return Some(serde_json::from_slice(&line).expect("each line is JSON"));
             }
-            let frame = tokio::time::timeout(wait, self.body.frame()).await.ok()??;
+            let Some(frame) = tokio::time::timeout(wait, self.body.frame()).await.ok()? else {
+                self.ended = true;
+                return None;
+            };
             if let Ok(data) = frame.unwrap().into_data() {
                 self.buf.extend_from_slice(&data);
             }
@@ -131,6 +136,7 @@ impl Api {
             Lines {
                 body: resp.into_body(),
                 buf: Vec::new(),
+                ended: false,
             },
         )
     }
@@ -508,6 +514,13 @@ async fn an_expired_continue_token_is_410() {
         .await;
     assert_eq!(code, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past its time, but nothing changed since: the snapshot is the current state, still served.
+    let (code, _) = a
+        .get(&format!("/api/v1/botclusters?limit=1&continue={token}"))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    // Once something changed, the expired snapshot is gone for good.
+    a.store_put("o9", json!({}), &[]).await;
     let (code, body) = a
         .get(&format!("/api/v1/botclusters?limit=1&continue={token}"))
         .await;
@@ -540,4 +553,84 @@ async fn every_new_parameter_is_checked_with_a_400_naming_it() {
         let m = body["message"].as_str().unwrap();
         assert!(m.starts_with(param), "{q}: {m}");
     }
+}
+
+#[tokio::test]
+async fn when_the_cache_falls_behind_the_store_it_reloads_and_watchers_are_told_to_relist() {
+    // In memory, so 5,000 writes take a moment; on this single-threaded runtime the cache's
+    // task cannot run while they go through (a store write never yields), so the store's
+    // watch (4,096 events) overflows for it.
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let state = AppState {
+        store: store.clone(),
+        token: Arc::new(TOKEN.into()),
+        metrics: Metrics::new(),
+        preview: None,
+    };
+    let a = Api {
+        app: router_with_cache(state, CacheConfig::default()),
+        store,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    a.store_put("x", json!({"i": 0}), &[]).await;
+    let (from, _) = a.list_rv("").await;
+    let (_, mut w) = a.watch(&format!("resourceVersion={from}")).await;
+    for i in 1..=5000 {
+        a.store_put("x", json!({"i": i}), &[]).await;
+    }
+    let (_, got) = a.get("/api/v1/botclusters/x").await;
+    assert_eq!(
+        got["spec"]["i"], 5000,
+        "the reloaded cache has the last write"
+    );
+    let (rv, _) = a.list_rv("").await;
+    assert_eq!(rv, a.store.revision());
+    let ev = w.next(SECOND).await.expect("the watcher hears of it");
+    assert_eq!(ev["type"], "ERROR", "{ev}");
+    assert_eq!(ev["object"]["code"], 410);
+    assert!(ev["object"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("rebuilt its cache"));
+    // History starts again at the reload: older resourceVersions are 410, newer ones work.
+    assert_eq!(
+        a.watch(&format!("resourceVersion={from}")).await.0,
+        StatusCode::GONE
+    );
+    let (_, mut w) = a.watch(&format!("resourceVersion={rv}")).await;
+    a.store_put("x", json!({"i": 5001}), &[]).await;
+    let ev = w.next_change(SECOND).await.unwrap();
+    assert_eq!(ev["object"]["spec"]["i"], 5001);
+}
+
+#[tokio::test]
+async fn closing_the_cache_ends_every_watch_so_a_graceful_shutdown_can_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let state = AppState {
+        store: store.clone(),
+        token: Arc::new(TOKEN.into()),
+        metrics: Metrics::new(),
+        preview: None,
+    };
+    let (app, cache) = botcluster_server::router_and_cache(state, CacheConfig::default());
+    let a = Api {
+        app,
+        store,
+        _dir: dir,
+    };
+    let (_, mut w) = a.watch("").await;
+    assert!(
+        w.next(Duration::from_millis(200)).await.is_none(),
+        "open, quiet"
+    );
+    cache.close();
+    let t = std::time::Instant::now();
+    // `next` gives None both on end and on silence: tell them apart by the body's end.
+    while w.next(SECOND).await.is_some() {}
+    assert!(t.elapsed() < SECOND, "the stream ended at once");
+    assert!(w.ended);
+    let (_, mut late) = a.watch("").await;
+    while late.next(SECOND).await.is_some() {}
+    assert!(late.ended, "a watch after close ends too");
 }

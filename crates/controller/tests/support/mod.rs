@@ -24,6 +24,23 @@ pub fn world() -> World {
     World { store, fake, rec }
 }
 
+/// A world whose in-memory starts take `start_delay`, reconciled with `config` (host-port
+/// checks off).
+pub fn slow_world(start_delay: std::time::Duration, config: ReconcilerConfig) -> World {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let fake = FakeBackend::new();
+    *fake.start_delay.lock().unwrap() = start_delay;
+    let rec = reconciler_with(
+        &store,
+        &fake,
+        ReconcilerConfig {
+            check_host_ports: false,
+            ..config
+        },
+    );
+    World { store, fake, rec }
+}
+
 /// A fresh reconciler over `store` and `fake` (a new one is an operator restart: its memory is
 /// empty), with no host-port checks and ports from 21000-21099.
 pub fn reconciler(store: &Arc<SqliteStore>, fake: &FakeBackend) -> Reconciler {

@@ -1,0 +1,661 @@
+//! GitOps end to end: a real `botctl serve` following a bare Git repository on disk
+//! (`file://`, the real git CLI) and reconciling what it applies in the real LXD.
+//!
+//! Without git or LXD (and its test image) these tests fail under a truthy `CI` and are
+//! skipped otherwise (`test_support::require`). Cluster names carry this process's pid
+//! (`e2e-<pid>-g...`); each test deletes what it made, and containers of killed runs are swept.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lxd_client::{Client, InstanceStatePut};
+use serde_json::Value;
+use test_support::{free_loopback_addr, require, Daemon, Missing};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn image() -> String {
+    std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
+}
+
+fn git_cli() -> Result<(), Missing> {
+    match Command::new("git").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err(Missing::new(
+            "git is not on PATH",
+            "install git (`cargo xtask ci` does)",
+        )),
+    }
+}
+
+/// The LXD client with the test image, or what is missing.
+async fn lxd() -> Result<Client, Missing> {
+    git_cli()?;
+    let socket = Client::default_socket_path();
+    let missing = |why: String| Err(Missing::new(why, "run `cargo xtask lxd-up` first"));
+    if !socket.exists() {
+        return missing(format!("no LXD at {}", socket.display()));
+    }
+    let client = Client::unix(&socket).expect("client");
+    let started = Instant::now();
+    loop {
+        match client.get_image_alias(&image()).await {
+            Ok(_) => break,
+            Err(e) if e.is_not_found() => {
+                return missing(format!("LXD has no image alias {}", image()))
+            }
+            Err(e) if started.elapsed() > Duration::from_secs(120) => {
+                return missing(format!(
+                    "LXD does not answer for image alias {}: {e}",
+                    image()
+                ))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+    // Containers of earlier runs of this file that were killed before cleaning up.
+    if let Ok(all) = client.list_instances(None).await {
+        for i in all.into_iter().filter(|i| of_a_dead_run(&i.name)) {
+            let _ = client
+                .change_state(&i.name, &InstanceStatePut::stop().force(true))
+                .await;
+            tokio::time::sleep(Duration::from_millis(750)).await;
+            let _ = client.delete_instance(&i.name).await;
+        }
+    }
+    Ok(client)
+}
+
+fn of_a_dead_run(name: &str) -> bool {
+    let mut parts = name.splitn(3, '-');
+    parts.next() == Some("e2e")
+        && parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        && parts.next().is_some_and(|rest| rest.starts_with('g'))
+}
+
+/// A bare repository (the "remote", reached as `file://`) and a work tree pushing to it.
+struct Repo {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    bare: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let bare = tmp.path().join("fleet.git");
+        std::fs::create_dir_all(&work).unwrap();
+        git(
+            tmp.path(),
+            &["init", "-q", "--bare", bare.to_str().unwrap()],
+        );
+        git(&work, &["init", "-q"]);
+        Repo {
+            _tmp: tmp,
+            work,
+            bare,
+        }
+    }
+    /// Writes (Some) or removes (None) files, commits and pushes; returns the commit.
+    fn commit(&self, files: &[(&str, Option<String>)], msg: &str) -> String {
+        for (p, content) in files {
+            let full = self.work.join(p);
+            match content {
+                Some(c) => {
+                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                    std::fs::write(&full, c).unwrap();
+                }
+                None => {
+                    let _ = std::fs::remove_file(&full);
+                }
+            }
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "--allow-empty", "-m", msg]);
+        git(
+            &self.work,
+            &[
+                "push",
+                "-q",
+                self.bare.to_str().unwrap(),
+                "HEAD:refs/heads/main",
+            ],
+        );
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+    fn url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+}
+
+fn cluster(name: &str, extra: &str) -> Option<String> {
+    Some(format!(
+        "apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\n{extra}spec:\n  image: {}\n  replicas: 1\n  resources: {{cpu: 1, memory: 128MiB}}\n  health: {{interval: 1s, timeout: 1s}}\n",
+        image()
+    ))
+}
+
+/// `botctl serve` with its own data dir; killed when dropped.
+struct Operator {
+    dir: tempfile::TempDir,
+    addr: String,
+    child: Option<Daemon>,
+    ports: String,
+}
+
+impl Operator {
+    fn start(ports: String) -> Operator {
+        let mut op = Operator {
+            dir: tempfile::tempdir().unwrap(),
+            addr: String::new(),
+            child: None,
+            ports,
+        };
+        op.spawn(&[]);
+        op
+    }
+
+    fn spawn(&mut self, extra: &[&str]) {
+        self.addr = free_loopback_addr();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .unwrap();
+        let mut args = vec![
+            "serve",
+            "--listen",
+            &self.addr,
+            "--port-range",
+            &self.ports,
+            "--resync",
+            "1s",
+            "--caddy-admin",
+            "none",
+        ];
+        args.extend(extra);
+        let mut serve = Daemon::spawn(
+            "botctl serve",
+            Command::new(env!("CARGO_BIN_EXE_botctl"))
+                .args(&args)
+                .env("BOTCLUSTER_DATA_DIR", self.dir.path())
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        serve.wait_listening(&self.addr, Duration::from_secs(30), || self.log());
+        self.child = Some(serve);
+    }
+
+    fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+
+    fn botctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_botctl"))
+            .args(args)
+            .current_dir(repo_root())
+            .env("BOTCLUSTER_DATA_DIR", self.dir.path())
+            .env("BOTCLUSTER_SERVER", format!("http://{}", self.addr))
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.botctl(args);
+        assert!(
+            o.status.success(),
+            "botctl {args:?} failed: {}{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr),
+            self.log()
+        );
+        text(&o.stdout)
+    }
+
+    fn apply(&self, yaml: &str, extra: &[&str]) -> Output {
+        let file = self.dir.path().join("doc.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+        args.extend(extra);
+        self.botctl(&args)
+    }
+
+    fn json(&self, what: &str) -> Value {
+        let o = self.botctl(&["get", what, "-o", "json"]);
+        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Polls `what` until `done` holds (or fails after `timeout`, showing the last value).
+    fn until(&self, what: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let v = self.json(what);
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{what} did not get there in {timeout:?}: {v:#}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        let t = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+fn condition<'a>(v: &'a Value, t: &str) -> &'a Value {
+    v.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+        .unwrap_or(&Value::Null)
+}
+
+async fn containers(lxd: &Client, cluster: &str) -> Vec<lxd_client::Instance> {
+    let prefix = format!("{cluster}-");
+    let mut tries = 0;
+    loop {
+        match lxd.list_instances(None).await {
+            Ok(all) => {
+                return all
+                    .into_iter()
+                    .filter(|i| i.name.starts_with(&prefix))
+                    .collect()
+            }
+            Err(e) if tries < 5 => {
+                tries += 1;
+                eprintln!("listing instances failed ({e}); asking again");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => panic!("LXD did not list its instances: {e}"),
+        }
+    }
+}
+
+/// A free range of 20 host ports below the ephemeral range.
+fn port_range() -> String {
+    let base = (std::process::id() % 100) as u16;
+    for slot in 0..100u16 {
+        let start = 26000 + ((base + slot) % 100) * 40;
+        if (start..start + 20).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return format!("{start}-{}", start + 19);
+        }
+    }
+    panic!("no free port range");
+}
+
+const WAIT: Duration = Duration::from_secs(180);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
+    let Some(lxd) = require(lxd().await) else {
+        return;
+    };
+    let started = Instant::now();
+    let pid = std::process::id();
+    let (a, b, h) = (
+        format!("e2e-{pid}-ga"),
+        format!("e2e-{pid}-gb"),
+        format!("e2e-{pid}-gh"),
+    );
+    let repo = Repo::new();
+    let c1 = repo.commit(
+        &[
+            ("clusters/a.yaml", cluster(&a, "")),
+            ("clusters/b.yaml", cluster(&b, "")),
+            (
+                "clusters/README.md",
+                Some("not a spec; keeps the directory".into()),
+            ),
+        ],
+        "two clusters",
+    );
+    let mut op = Operator::start(port_range());
+    // A cluster applied by hand, which no sync may touch.
+    let hand = format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata: {{name: {h}}}\nspec: {{image: {}, replicas: 0}}\n", image());
+    assert!(op.apply(&hand, &[]).status.success());
+    let source = format!(
+        "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: fleet}}\nspec:\n  url: {}\n  path: clusters\n  interval: 1h\n",
+        repo.url()
+    );
+    let o = op.apply(&source, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    eprintln!("step 1 at {:.1?}", started.elapsed());
+    // 1. Both clusters stored with the source as owner, and reconciled.
+    let out = op.ok(&["sync", "fleet"]);
+    assert!(out.contains(&format!("main@sha1:{c1}")), "{out}");
+    for c in [&a, &b] {
+        let v = op.json(c);
+        assert_eq!(
+            s(&v, "/metadata/labels/botcluster.io~1gitsource"),
+            "fleet",
+            "{v:#}"
+        );
+        assert_eq!(s(&v, "/metadata/managedBy"), "gitsource/fleet", "{v:#}");
+        op.ok(&["wait", c, "--for", "condition=Ready", "--timeout", "180s"]);
+    }
+    assert_eq!(containers(&lxd, &a).await.len(), 1);
+    assert_eq!(containers(&lxd, &b).await.len(), 1);
+    let fleet = op.json("gitsource/fleet");
+    assert_eq!(
+        s(&fleet, "/status/lastAppliedRevision"),
+        format!("main@sha1:{c1}")
+    );
+    assert_eq!(
+        fleet
+            .pointer("/status/inventory")
+            .and_then(Value::as_array)
+            .map(Vec::len),
+        Some(2),
+        "{fleet:#}"
+    );
+
+    eprintln!("step 2 at {:.1?}", started.elapsed());
+    // 2. A commit changing one's replicas: converged, and `sync` did not wait for the 1h interval.
+    let c2 = repo.commit(
+        &[(
+            "clusters/a.yaml",
+            cluster(&a, "").map(|y| y.replace("replicas: 1", "replicas: 2")),
+        )],
+        "a: 2 replicas",
+    );
+    let out = op.ok(&["sync", "fleet"]);
+    assert!(out.contains(&format!("main@sha1:{c2}")), "{out}");
+    op.ok(&["wait", &a, "--for", "condition=Ready", "--timeout", "180s"]);
+    let v = op.until(&a, WAIT, |v| {
+        v.pointer("/status/readyReplicas").and_then(Value::as_u64) == Some(2)
+    });
+    assert_eq!(v["spec"]["replicas"], 2);
+    assert_eq!(containers(&lxd, &a).await.len(), 2);
+
+    eprintln!("step 3 at {:.1?}", started.elapsed());
+    // 3. `botctl apply` of an owned cluster is refused without --force; forced, the next sync
+    //    puts Git's version back.
+    let forced = cluster(&a, "")
+        .unwrap()
+        .replace("replicas: 1", "replicas: 2\n  suspend: true");
+    let o = op.apply(&forced, &[]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("managed by GitSource \"fleet\"") && err.contains("--force"),
+        "{err}"
+    );
+    let o = op.apply(&forced, &["--force"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(op.json(&a)["spec"]["suspend"], true);
+    op.ok(&["sync", "fleet"]);
+    let v = op.json(&a);
+    assert_eq!(v["spec"]["suspend"], false, "drift not put back: {v:#}");
+    assert_eq!(s(&v, "/metadata/labels/botcluster.io~1gitsource"), "fleet");
+    let status = op.ok(&["status", "gitsource/fleet"]);
+    assert!(status.contains("DriftCorrected"), "{status}");
+
+    eprintln!("step 4 at {:.1?}", started.elapsed());
+    // 4. A commit with a broken document: refused as a whole, the previous revision stays,
+    //    status names the file and the field.
+    let (gen_a, gen_b) = (
+        op.json(&a)["metadata"]["generation"].clone(),
+        op.json(&b)["metadata"]["generation"].clone(),
+    );
+    let c4 = repo.commit(
+        &[
+            (
+                "clusters/a.yaml",
+                cluster(&a, "").map(|y| y.replace("replicas: 1", "replicas: 3")),
+            ),
+            (
+                "clusters/b.yaml",
+                cluster(&b, "").map(|y| y.replace("replicas: 1", "replicas: many")),
+            ),
+        ],
+        "broken b",
+    );
+    let o = op.botctl(&["sync", "fleet"]);
+    assert!(
+        !o.status.success(),
+        "a broken revision synced: {}",
+        text(&o.stdout)
+    );
+    let fleet = op.json("gitsource/fleet");
+    let ready = condition(&fleet, "Ready");
+    assert_eq!(
+        (s(ready, "/status"), s(ready, "/reason")),
+        ("False", "ValidationFailed"),
+        "{fleet:#}"
+    );
+    assert!(
+        s(ready, "/message").contains("clusters/b.yaml (document 1): spec.replicas"),
+        "{ready:#}"
+    );
+    assert_eq!(
+        s(&fleet, "/status/lastAppliedRevision"),
+        format!("main@sha1:{c2}")
+    );
+    assert_eq!(
+        s(&fleet, "/status/lastAttemptedRevision"),
+        format!("main@sha1:{c4}")
+    );
+    assert_eq!(
+        op.json(&a)["metadata"]["generation"],
+        gen_a,
+        "a changed although its revision was refused"
+    );
+    assert_eq!(op.json(&b)["metadata"]["generation"], gen_b);
+
+    eprintln!("step 5 at {:.1?}", started.elapsed());
+    // 5. The operator killed mid-sync: the restarted one finishes the revision.
+    op.kill_9();
+    op.spawn(&["--test-gitsource-apply-pause", "5s"]);
+    let label = "  labels: {rev: five}\n";
+    let c5 = repo.commit(
+        &[
+            (
+                "clusters/a.yaml",
+                cluster(&a, label).map(|y| y.replace("replicas: 1", "replicas: 2")),
+            ),
+            ("clusters/b.yaml", cluster(&b, label)),
+        ],
+        "labels on both",
+    );
+    op.ok(&["sync", "fleet", "--no-wait"]);
+    op.until(&a, Duration::from_secs(30), |v| {
+        s(v, "/metadata/labels/rev") == "five"
+    });
+    op.kill_9();
+    // Killed inside the window: a has the new revision, b not yet, and status says a sync of
+    // c5 started and did not finish.
+    let seen = offline(&op, &[&b, "gitsource/fleet"]);
+    assert_eq!(
+        s(&seen[0], "/metadata/labels/rev"),
+        "",
+        "b was written before the kill: the test missed the window"
+    );
+    assert_eq!(
+        s(&seen[1], "/status/lastAttemptedRevision"),
+        format!("main@sha1:{c5}")
+    );
+    assert_eq!(
+        s(&seen[1], "/status/lastAppliedRevision"),
+        format!("main@sha1:{c2}")
+    );
+    op.spawn(&[]);
+    let fleet = op.until("gitsource/fleet", Duration::from_secs(60), |v| {
+        s(v, "/status/lastAppliedRevision") == format!("main@sha1:{c5}")
+    });
+    assert_eq!(
+        s(condition(&fleet, "Ready"), "/status"),
+        "True",
+        "{fleet:#}"
+    );
+    for c in [&a, &b] {
+        assert_eq!(
+            s(&op.json(c), "/metadata/labels/rev"),
+            "five",
+            "{c} misses the revision after the restart"
+        );
+    }
+
+    eprintln!("step 6 at {:.1?}", started.elapsed());
+    // 6. A commit deleting one: pruned and torn down; the hand-applied cluster untouched.
+    let hand_before = op.json(&h);
+    repo.commit(&[("clusters/b.yaml", None)], "remove b");
+    op.ok(&["sync", "fleet"]);
+    op.ok(&["wait", &b, "--for", "delete", "--timeout", "180s"]);
+    assert!(
+        containers(&lxd, &b).await.is_empty(),
+        "b's containers were left"
+    );
+    let hand_after = op.json(&h);
+    for field in [
+        "/metadata/generation",
+        "/metadata/labels",
+        "/metadata/managedBy",
+        "/spec",
+        "/metadata/deletionTimestamp",
+    ] {
+        assert_eq!(
+            hand_after.pointer(field),
+            hand_before.pointer(field),
+            "the hand-applied cluster's {field} changed"
+        );
+    }
+    assert_eq!(s(&hand_after, "/metadata/managedBy"), "botctl");
+
+    eprintln!("step 7 at {:.1?}", started.elapsed());
+    // 7. A revision that would prune everything is refused (allowEmpty: false).
+    repo.commit(&[("clusters/a.yaml", None)], "remove everything");
+    let o = op.botctl(&["sync", "fleet"]);
+    assert!(!o.status.success());
+    let fleet = op.json("gitsource/fleet");
+    assert_eq!(
+        s(condition(&fleet, "Ready"), "/reason"),
+        "EmptyRevisionRefused",
+        "{fleet:#}"
+    );
+    assert!(op.json(&a)["metadata"]["deletionTimestamp"].is_null());
+
+    // Clean up: --cascade deletes what the source applied; the hand-applied one by hand.
+    let out = op.ok(&["delete", "gitsource/fleet", "--cascade"]);
+    assert!(out.contains("deleted too"), "{out}");
+    op.ok(&["wait", &a, "--for", "delete", "--timeout", "180s"]);
+    op.ok(&["delete", &h, "--wait"]);
+    assert!(containers(&lxd, &a).await.is_empty());
+    eprintln!("gitops e2e took {:.1?}", started.elapsed());
+}
+
+/// Objects as the store holds them, read through a second operator process that serves the
+/// API only (the first was just killed mid-sync; this one must not reconcile).
+fn offline(op: &Operator, what: &[&str]) -> Vec<Value> {
+    let addr = free_loopback_addr();
+    let mut api = Daemon::spawn(
+        "botctl serve --no-controller",
+        Command::new(env!("CARGO_BIN_EXE_botctl"))
+            .args(["serve", "--listen", &addr, "--no-controller"])
+            .env("BOTCLUSTER_DATA_DIR", op.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    api.wait_listening(&addr, Duration::from_secs(30), String::new);
+    let out = what
+        .iter()
+        .map(|w| {
+            let o = Command::new(env!("CARGO_BIN_EXE_botctl"))
+                .args(["get", w, "-o", "json"])
+                .env("BOTCLUSTER_DATA_DIR", op.dir.path())
+                .env("BOTCLUSTER_SERVER", format!("http://{addr}"))
+                .output()
+                .unwrap();
+            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+        })
+        .collect();
+    api.kill();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_repository_is_stalled_with_a_growing_backoff() {
+    if require(git_cli()).is_none() {
+        return;
+    }
+    let op = Operator::start(port_range());
+    let source = format!(
+        "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: lost}}\nspec:\n  url: file:///nonexistent-{}/fleet.git\n  interval: 1h\n",
+        std::process::id()
+    );
+    assert!(op.apply(&source, &[]).status.success());
+    let first = op.until("gitsource/lost", Duration::from_secs(30), |v| {
+        s(condition(v, "Stalled"), "/status") == "True"
+    });
+    let ready = condition(&first, "Ready");
+    assert_eq!(s(ready, "/reason"), "GitOperationFailed", "{first:#}");
+    assert!(s(ready, "/message").contains("nonexistent"), "{ready:#}");
+    let retry = |v: &Value| {
+        v.pointer("/status/backoff/retryAfterSeconds")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let r1 = retry(&first);
+    let later = op.until("gitsource/lost", Duration::from_secs(30), |v| {
+        v.pointer("/status/backoff/failures")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            >= 4
+    });
+    assert!(
+        retry(&later) > r1,
+        "backoff did not grow: {r1} then {}",
+        retry(&later)
+    );
+    assert!(later.pointer("/status/lastAppliedRevision").is_none());
+    op.ok(&["delete", "gitsource/lost"]);
+}

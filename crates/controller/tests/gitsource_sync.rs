@@ -1,0 +1,288 @@
+//! GitSource passes on the real store (in memory) and the real git (temporary repositories):
+//! what a sync writes, what it prunes after an interrupted pass, zero writes when nothing
+//! changed, `wait`, and release on delete.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use botcluster_api::gitsource::{GitSourceStatus, GITSOURCE_KIND, OWNER_LABEL};
+use botcluster_api::{ObjectMeta, BOTCLUSTER_KIND};
+use botcluster_controller::runtime::{Action, Reconcile};
+use botcluster_controller::{GitSourceMetrics, GitSourceReconciler};
+use botcluster_store::{SpecWrite, SqliteStore, Store};
+use git_client::GitCli;
+use serde_json::json;
+
+struct Repo {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    bare: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        let bare = tmp.path().join("r.git");
+        std::fs::create_dir_all(work.join("c")).unwrap();
+        std::fs::write(work.join("c/README.md"), "keeps the directory").unwrap();
+        git(
+            tmp.path(),
+            &["init", "-q", "--bare", bare.to_str().unwrap()],
+        );
+        git(&work, &["init", "-q"]);
+        Repo {
+            _tmp: tmp,
+            work,
+            bare,
+        }
+    }
+    fn set(&self, names: &[(&str, u32)]) -> String {
+        for e in std::fs::read_dir(self.work.join("c")).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "yaml") {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        for (n, replicas) in names {
+            std::fs::write(
+                self.work.join(format!("c/{n}.yaml")),
+                format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata: {{name: {n}}}\nspec: {{image: img, replicas: {replicas}}}\n"),
+            )
+            .unwrap();
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "--allow-empty", "-m", "x"]);
+        git(
+            &self.work,
+            &[
+                "push",
+                "-q",
+                self.bare.to_str().unwrap(),
+                "HEAD:refs/heads/main",
+            ],
+        );
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+struct World {
+    store: Arc<SqliteStore>,
+    cache: tempfile::TempDir,
+    repo: Repo,
+}
+
+impl World {
+    async fn new(spec_extra: serde_json::Value) -> World {
+        let store = Arc::new(SqliteStore::in_memory().unwrap());
+        let repo = Repo::new();
+        let mut spec = json!({"url": format!("file://{}", repo.bare.display()), "ref": {"branch": "main"}, "path": "c",
+            "interval": "1h", "prune": true, "suspend": false, "allowEmpty": false, "wait": false, "timeout": "30s"});
+        for (k, v) in spec_extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        store
+            .apply(SpecWrite {
+                kind: GITSOURCE_KIND.into(),
+                meta: ObjectMeta::named("src"),
+                spec,
+                expected_resource_version: None,
+                manager: None,
+                dry_run: false,
+            })
+            .await
+            .unwrap();
+        World {
+            store,
+            cache: tempfile::tempdir().unwrap(),
+            repo,
+        }
+    }
+    fn reconciler(&self, pause: Duration) -> GitSourceReconciler {
+        GitSourceReconciler::new(
+            self.store.clone(),
+            Arc::new(GitCli::new(self.cache.path())),
+            GitSourceMetrics::new(&prometheus::Registry::new()),
+        )
+        .with_apply_pause(pause)
+    }
+    async fn status(&self) -> GitSourceStatus {
+        serde_json::from_value(
+            self.store
+                .get(GITSOURCE_KIND, "src")
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+        )
+        .unwrap_or_default()
+    }
+    async fn names(&self) -> Vec<String> {
+        self.store
+            .list(BOTCLUSTER_KIND)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|o| !o.is_deleting())
+            .map(|o| o.meta.name)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_object_created_by_an_interrupted_pass_is_still_pruned_later() {
+    let w = World::new(json!({})).await;
+    w.repo.set(&[("a", 1)]);
+    w.reconciler(Duration::ZERO).reconcile("src").await.unwrap();
+    assert_eq!(w.names().await, ["a"]);
+    // A revision adding b and c; the pass dies (is dropped) right after writing b.
+    w.repo.set(&[("a", 1), ("b", 1), ("c", 1)]);
+    let slow = w.reconciler(Duration::from_secs(30));
+    let _ = tokio::time::timeout(Duration::from_secs(3), slow.reconcile("src")).await;
+    assert_eq!(
+        w.names().await,
+        ["a", "b"],
+        "the interrupted pass wrote b only"
+    );
+    let st = w.status().await;
+    assert_ne!(st.last_attempted_revision, st.last_applied_revision);
+    assert!(
+        st.inventory.iter().any(|i| i.name == "c"),
+        "the write-ahead inventory lists c before it exists"
+    );
+    // Git drops b and c before any pass finishes: the next pass prunes b, which only the
+    // write-ahead inventory knew about.
+    let rev = w.repo.set(&[("a", 1)]);
+    w.reconciler(Duration::ZERO).reconcile("src").await.unwrap();
+    assert_eq!(
+        w.names().await,
+        ["a"],
+        "b, created by the interrupted pass, was forgotten"
+    );
+    let st = w.status().await;
+    assert_eq!(st.last_applied_revision, Some(format!("main@sha1:{rev}")));
+    assert_eq!(st.inventory.len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_pass_with_nothing_changed_writes_no_botcluster() {
+    let w = World::new(json!({})).await;
+    w.repo.set(&[("a", 1), ("b", 2)]);
+    let r = w.reconciler(Duration::ZERO);
+    r.reconcile("src").await.unwrap();
+    let before: Vec<String> = w
+        .store
+        .list(BOTCLUSTER_KIND)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.meta.resource_version.unwrap())
+        .collect();
+    let events = w
+        .store
+        .events(GITSOURCE_KIND, "src", 50)
+        .await
+        .unwrap()
+        .len();
+    assert!(matches!(
+        r.reconcile("src").await.unwrap(),
+        Action::Requeue(_)
+    ));
+    let after: Vec<String> = w
+        .store
+        .list(BOTCLUSTER_KIND)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.meta.resource_version.unwrap())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        w.store
+            .events(GITSOURCE_KIND, "src", 50)
+            .await
+            .unwrap()
+            .len(),
+        events,
+        "an idle poll recorded an event"
+    );
+}
+
+#[tokio::test]
+async fn with_wait_ready_comes_only_when_every_cluster_is_ready() {
+    let w = World::new(json!({"wait": true})).await;
+    w.repo.set(&[("a", 1)]);
+    let r = w.reconciler(Duration::ZERO);
+    r.reconcile("src").await.unwrap();
+    let ready = |st: &GitSourceStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status.to_string(), c.reason.clone()))
+    };
+    assert_eq!(
+        ready(&w.status().await),
+        Some(("False".into(), "HealthCheckPending".into()))
+    );
+    // The BotCluster controller reports a Ready for the current generation.
+    w.store
+        .update_status(BOTCLUSTER_KIND, "a", json!({"conditions": [{"type": "Ready", "status": "True", "reason": "AllReady", "observedGeneration": 1}]}), None)
+        .await
+        .unwrap();
+    r.reconcile("src").await.unwrap();
+    assert_eq!(
+        ready(&w.status().await),
+        Some(("True".into(), "ReconciliationSucceeded".into()))
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_source_without_cascade_releases_its_clusters() {
+    let w = World::new(json!({})).await;
+    w.repo.set(&[("a", 1)]);
+    let r = w.reconciler(Duration::ZERO);
+    r.reconcile("src").await.unwrap();
+    w.store.delete(GITSOURCE_KIND, "src").await.unwrap();
+    r.reconcile("src").await.unwrap();
+    assert!(
+        w.store.get(GITSOURCE_KIND, "src").await.unwrap().is_none(),
+        "the finalizer was not removed"
+    );
+    let a = w
+        .store
+        .get(BOTCLUSTER_KIND, "a")
+        .await
+        .unwrap()
+        .expect("a kept");
+    assert!(
+        !a.meta.labels.contains_key(OWNER_LABEL),
+        "a still says it is owned"
+    );
+    assert!(!a.is_deleting());
+}
