@@ -8,6 +8,7 @@ mod follow;
 mod gitsource;
 mod render;
 mod serve;
+mod shards;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -198,6 +199,17 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Show a cluster's shard map (version, balance, tenant databases, pending rebalance),
+    /// or approve the pending rebalance.
+    ///
+    ///   botctl shards web
+    ///   botctl shards approve web
+    #[command(verbatim_doc_comment)]
+    Shards {
+        /// `NAME`, or `approve NAME`.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+    },
     /// Print the BotCluster JSON Schema.
     Schema,
     /// Run the API server and the controller that reconciles LXD containers and the Caddy
@@ -299,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             image,
             output,
         } => commands::import(&file, &name, &image, output.as_deref()),
+        Command::Shards { args } => shards::run(&conn, &args).await,
         Command::Schema => {
             print!("{}", botcluster_api::schema::botcluster_schema_json());
             Ok(0)

@@ -79,6 +79,14 @@ pub struct ServeArgs {
     /// kill the operator mid-sync).
     #[arg(long, hide = true, default_value = "0s", value_parser = parse_duration)]
     pub test_gitsource_apply_pause: std::time::Duration,
+    /// The PostgreSQL server where tenant databases are created
+    /// (`postgres://USER:PASSWORD@HOST:PORT/postgres`; `cargo xtask pg-up` prints one). A spec
+    /// may name another server in `spec.sharding.tenant.server` (without a password).
+    #[arg(long, env = "BOTCLUSTER_POSTGRES", hide_env_values = true)]
+    pub postgres: Option<String>,
+    /// A file holding the password for servers named in specs (their URLs carry none).
+    #[arg(long, env = "BOTCLUSTER_POSTGRES_PASSWORD_FILE")]
+    pub postgres_password_file: Option<PathBuf>,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -190,6 +198,35 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
                 ));
             }
         }
+        let password = match &args.postgres_password_file {
+            None => None,
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!(
+                            "--postgres-password-file {}: cannot read it",
+                            path.display()
+                        )
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+        };
+        if let Some(url) = args.postgres.as_deref().filter(|u| !u.trim().is_empty()) {
+            pg_client::Server::new(url, None).with_context(|| {
+                "--postgres: not a PostgreSQL URL; use postgres://USER:PASSWORD@HOST:PORT/postgres"
+            })?;
+            tracing::info!(
+                postgres = %botcluster_controller::botcluster::shards::without_password(url),
+                "tenant databases: PostgreSQL"
+            );
+        }
+        reconciler = reconciler.with_postgres(
+            botcluster_controller::botcluster::shards::PostgresSettings {
+                url: args.postgres.clone().filter(|u| !u.trim().is_empty()),
+                password,
+            },
+        );
         let reconciler = Arc::new(reconciler);
         let controller = botcluster_controller::Controller::new(
             store.clone(),

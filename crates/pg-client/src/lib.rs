@@ -7,9 +7,10 @@
 //! transaction, a `DO` block or a function. Two clients that check `pg_database` and then
 //! create can both see "missing"; the loser gets `42P04 duplicate_database` or, when the
 //! catalog insert races, `23505 unique_violation`. [`Client::ensure_database`] takes a
-//! session-level advisory lock on the name first (so of two operators one creates and comments,
-//! the other then finds it), and still treats both codes as "exists" (for creators that do not
-//! take the lock), then verifies the database is there.
+//! session-level advisory lock on the name first (so of two operators one creates and
+//! comments, the other then finds it), still treats both codes as "exists" (for creators that
+//! do not take the lock), retries `55006 object_in_use` a few times (someone connected to
+//! `template1`, which `CREATE DATABASE` copies), then verifies the database is there.
 //!
 //! Identifiers are always quoted ([`quote_ident`]); values go as bind parameters, or through
 //! [`quote_literal`] where PostgreSQL takes no parameters (`COMMENT ON`). Names longer than 63
@@ -203,6 +204,9 @@ fn lock_key(name: &str) -> i64 {
     h as i64
 }
 
+/// How often a `CREATE DATABASE` that found `template1` busy is tried again.
+const BUSY_TEMPLATE_RETRIES: u32 = 10;
+
 impl Client {
     /// Every database but the templates, with its comment, by name.
     pub async fn databases(&self) -> Result<Vec<Database>, Error> {
@@ -264,19 +268,30 @@ impl Client {
         if self.exists(name).await? {
             return Ok(Ensured::Existed);
         }
-        let created = match self
-            .inner
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
-            .await
-        {
-            Ok(()) => Ensured::Created,
-            Err(e)
-                if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
-                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+        let mut tries = 0;
+        let created = loop {
+            match self
+                .inner
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+                .await
             {
-                Ensured::Existed
+                Ok(()) => break Ensured::Created,
+                Err(e)
+                    if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                        || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+                {
+                    break Ensured::Existed
+                }
+                // template1 in use: a session is connected to it.
+                Err(e)
+                    if e.code() == Some(&SqlState::OBJECT_IN_USE)
+                        && tries < BUSY_TEMPLATE_RETRIES =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(tries))).await;
+                }
+                Err(e) => return Err(sql_error(e)),
             }
-            Err(e) => return Err(sql_error(e)),
         };
         if created == Ensured::Created {
             self.inner

@@ -75,3 +75,32 @@ async fn a_hostile_name_is_one_quoted_identifier_and_long_names_are_refused() {
     assert!(c.drop_database(&name).await.unwrap());
     assert!(c.ensure_database(&"x".repeat(64), "").await.is_err());
 }
+
+#[tokio::test]
+async fn ten_different_databases_created_at_once_all_succeed() {
+    // Each CREATE DATABASE copies template1; several at once (different names, so different
+    // advisory locks) must not trip over each other.
+    let Some(url) = require(postgres_url()) else {
+        return;
+    };
+    let server = Server::new(&url, None).unwrap();
+    let base = unique("pgc_many");
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(server.connect().await.unwrap());
+    }
+    let names: Vec<String> = (0..10).map(|i| format!("{base}_{i}")).collect();
+    let results = futures_util::future::join_all(
+        clients
+            .iter()
+            .zip(&names)
+            .map(|(c, n)| c.ensure_database(n, "pg-client test: many")),
+    )
+    .await;
+    for (n, r) in names.iter().zip(&results) {
+        assert!(matches!(r, Ok(Ensured::Created)), "{n}: {r:?}");
+    }
+    for n in &names {
+        assert!(clients[0].drop_database(n).await.unwrap());
+    }
+}

@@ -75,7 +75,7 @@ pub fn to_document(obj: &StoredObject) -> Value {
 }
 
 /// One object from the watch cache, after it caught up with the store (404 if absent).
-async fn load(cache: &WatchCache, name: &str) -> ApiResult<Arc<CachedObject>> {
+pub(crate) async fn load(cache: &WatchCache, name: &str) -> ApiResult<Arc<CachedObject>> {
     sync(cache).await?;
     cache.get(BOTCLUSTER_KIND, name).ok_or_else(|| {
         ApiError::new(

@@ -28,6 +28,7 @@ mod gitsources;
 mod handlers;
 pub mod metrics;
 pub mod selector;
+mod shards;
 
 use std::sync::Arc;
 
@@ -119,6 +120,11 @@ pub fn router_and_cache(
         )
         .route("/api/v1/botclusters/{name}/status", get(handlers::status))
         .route("/api/v1/botclusters/{name}/events", get(handlers::events))
+        .route("/api/v1/botclusters/{name}/shards", get(shards::shards))
+        .route(
+            "/api/v1/botclusters/{name}/shards/route",
+            get(shards::route),
+        )
         .route(
             "/api/v1/gitsources",
             get(

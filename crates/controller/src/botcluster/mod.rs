@@ -8,6 +8,7 @@
 //!   derived from facts;
 //! - *how actions run and what can come of them*: [`execute`];
 //! - *the load balancer's part of the plan*: [`balancer`];
+//! - *the shard map and tenant databases*: [`shards`];
 //! - *what is observed and judged*: [`observe`] (instances, probes, load, traffic) and
 //!   [`autoscale`] (the replica count).
 
@@ -18,6 +19,7 @@ pub mod observe;
 pub mod pass;
 pub mod ports;
 pub mod preview;
+pub mod shards;
 pub mod status;
 pub mod triggers;
 
@@ -134,6 +136,8 @@ pub struct BotClusterReconciler {
     memory: Mutex<HashMap<String, ClusterMemory>>,
     epoch: Instant,
     proxy: Option<Arc<dyn ProxyBackend>>,
+    /// Where tenant databases are created.
+    pub(crate) postgres: shards::PostgresSettings,
 }
 
 pub(crate) fn event(type_: &str, reason: &str, message: impl Into<String>) -> Event {
@@ -171,7 +175,15 @@ impl BotClusterReconciler {
             memory: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
             proxy: None,
+            postgres: shards::PostgresSettings::default(),
         }
+    }
+
+    /// Creates tenant databases on the operator's PostgreSQL (`--postgres`), and logs into
+    /// servers named in specs with `settings.password`.
+    pub fn with_postgres(mut self, settings: shards::PostgresSettings) -> Self {
+        self.postgres = settings;
+        self
     }
 
     /// Manages each cluster's load balancer through `proxy`.

@@ -32,6 +32,7 @@ use super::autoscale::ScaleStep;
 use super::balancer::{drain_set, BalancerPlan, ProxyOutcome};
 use super::execute::{failures, fold_into_memory, Executed};
 use super::observe::Load;
+use super::shards::{self, ShardPlan};
 use super::status::{derive_status, publish, Facts};
 use super::{event, BotClusterReconciler, InFlight, ReconcileError};
 use crate::health::{ClusterMemory, HealthChange};
@@ -69,6 +70,8 @@ pub struct PassPlan {
     /// The load balancer as planned from what is observed now (`Err`: the proxy could not be
     /// read).
     pub balancer: Result<BalancerPlan, String>,
+    /// The shard map and tenant databases ([`super::shards`]).
+    pub shards: ShardPlan,
 }
 
 impl BotClusterReconciler {
@@ -131,6 +134,7 @@ impl BotClusterReconciler {
         uid: &str,
         spec: &BotClusterSpec,
         look: &Look,
+        shards: ShardPlan,
     ) -> PassPlan {
         let desired = Desired {
             name,
@@ -150,6 +154,7 @@ impl BotClusterReconciler {
             containers,
             drain,
             balancer,
+            shards,
         }
     }
 
@@ -303,11 +308,23 @@ impl BotClusterReconciler {
             .remove(name)
             .unwrap_or_default();
         fold_into_memory(&earlier, mem);
+        let previous: BotClusterStatus =
+            serde_json::from_value(obj.status.clone()).unwrap_or_default();
+        // The shard map in force after this pass goes into every container's files.
+        let shard_plan = self.plan_shards(name, spec, &previous).await;
+        let suspended = spec.suspend;
+        // Databases before bots (a bot routed to a tenant finds its database), and before
+        // LXD is asked anything: a slow LXD does not hold tenant databases back.
+        let db_outcome = match (&shard_plan.tenants, suspended) {
+            (Some(t), false) => self.execute_databases(name, spec, t).await,
+            _ => Default::default(),
+        };
+        let effective = shards::with_map_file(spec, &shard_plan);
+        let spec = &effective;
         let look = self.look(name, uid, spec, mem).await?;
         self.remember_ports(name, &look.observed);
         self.record_look(name, &look).await;
-        let pass = self.plan_pass(name, uid, spec, &look).await;
-        let suspended = spec.suspend;
+        let pass = self.plan_pass(name, uid, spec, &look, shard_plan).await;
         let mut observed = look.observed;
         let mut done: Vec<Executed> = Vec::new();
         let proxy = if suspended {
@@ -341,8 +358,6 @@ impl BotClusterReconciler {
         let mut failed = failures(&earlier);
         failed.extend(failures(&done));
         let in_flight = self.mark_in_flight(name, &mut observed).1;
-        let previous: BotClusterStatus =
-            serde_json::from_value(obj.status.clone()).unwrap_or_default();
         let probes: HashMap<String, (u32, Option<String>)> = mem
             .health
             .iter()
@@ -371,9 +386,19 @@ impl BotClusterReconciler {
             suspended,
             in_flight: &in_flight,
         };
-        let (status, events) = derive_status(&previous, &facts);
+        let (mut status, mut events) = derive_status(&previous, &facts);
+        events.extend(shards::report(
+            &mut status,
+            &previous,
+            &pass.shards,
+            &db_outcome,
+            !suspended,
+            &now,
+            facts.generation,
+        ));
         publish(&self.metrics, name, &previous, &status, &facts);
         self.write_status(name, &status, events).await?;
+        failed.extend(db_outcome.failed.iter().cloned());
         if !failed.is_empty() {
             return Err(ReconcileError::Actions(failed));
         }

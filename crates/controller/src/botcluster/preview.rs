@@ -28,16 +28,22 @@ impl BotClusterReconciler {
             .get(BOTCLUSTER_KIND, name)
             .await
             .map_err(|e| e.to_string())?;
+        let previous: botcluster_api::BotClusterStatus = stored
+            .as_ref()
+            .and_then(|o| serde_json::from_value(o.status.clone()).ok())
+            .unwrap_or_default();
         let uid = stored
             .and_then(|o| o.meta.uid)
             .unwrap_or_else(|| "(new)".into());
-        let spec = &desired.spec;
+        let shard_plan = self.plan_shards(name, &desired.spec, &previous).await;
+        let effective = super::shards::with_map_file(&desired.spec, &shard_plan);
+        let spec = &effective;
         let mut mem = self.memory_of(name);
         let look = self
             .look(name, &uid, spec, &mut mem)
             .await
             .map_err(|e| e.to_string())?;
-        let pass = self.plan_pass(name, &uid, spec, &look).await;
+        let pass = self.plan_pass(name, &uid, spec, &look, shard_plan).await;
         let p = &pass.containers;
         let mut out = PassPreview::default();
         if let Some(step) = &look.scaled {
@@ -57,6 +63,9 @@ impl BotClusterReconciler {
                 pass.drain.iter().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
+        let (shard_actions, shard_notes) = super::shards::describe(&pass.shards, &previous);
+        out.actions.extend(shard_actions);
+        out.notes.extend(shard_notes);
         out.actions.extend(p.actions.iter().map(|a| a.describe()));
         match &pass.balancer {
             Ok(b) => out.actions.extend(b.describe()),

@@ -1,0 +1,454 @@
+//! Shards end-to-end: real `botctl serve` processes, the real PostgreSQL of `cargo xtask pg-up`
+//! and, for the map file, the real LXD with the test image (`cargo xtask lxd-up`).
+//!
+//! - tenant databases: listed tenants get one, two operators racing create each exactly once,
+//!   a removed tenant keeps its database, a bad tenant name is a field error that stores
+//!   nothing;
+//! - the map: in every container, equal to the API's; 10,000 random keys route to the same
+//!   shard through the API and through the bot inside a container; a manual rebalance
+//!   publishes nothing until approved.
+//!
+//! Names carry this process's pid (`e2e-<pid>-...`); each test deletes what it made.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use test_support::{free_loopback_addr, postgres_url, require, Daemon, Missing};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn image() -> String {
+    std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
+}
+
+async fn lxd() -> Result<lxd_client::Client, Missing> {
+    let socket = lxd_client::Client::default_socket_path();
+    let missing = |why: String| Err(Missing::new(why, "run `cargo xtask lxd-up` first"));
+    if !socket.exists() {
+        return missing(format!("no LXD at {}", socket.display()));
+    }
+    let client = lxd_client::Client::unix(&socket).expect("client");
+    match client.get_image_alias(&image()).await {
+        Ok(_) => Ok(client),
+        Err(e) => missing(format!("LXD has no usable image alias {}: {e}", image())),
+    }
+}
+
+/// One container test at a time in this binary (LXD 5.0.2 is happier that way).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Operator {
+    child: Option<Daemon>,
+    addr: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Operator {
+    fn start(postgres: &str, ports: &str) -> Operator {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_loopback_addr();
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let mut child = Daemon::spawn(
+            "botctl serve",
+            Command::new(env!("CARGO_BIN_EXE_botctl"))
+                .args(["serve", "--listen", &addr, "--resync", "1s"])
+                .args(["--caddy-admin", "none", "--port-range", ports])
+                .env("BOTCLUSTER_POSTGRES", postgres)
+                .env("BOTCLUSTER_DATA_DIR", dir.path())
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        let log_path = dir.path().join("serve.log");
+        child.wait_listening(&addr, Duration::from_secs(30), || {
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        });
+        let token = std::fs::read_to_string(dir.path().join("token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Operator {
+            child: Some(child),
+            addr,
+            dir,
+            http: reqwest::Client::new(),
+            token,
+        }
+    }
+
+    fn botctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_botctl"))
+            .args(args)
+            .current_dir(repo())
+            .env("BOTCLUSTER_DATA_DIR", self.dir.path())
+            .env("BOTCLUSTER_SERVER", format!("http://{}", self.addr))
+            .output()
+            .unwrap()
+    }
+
+    fn apply(&self, name: &str, spec: &str) -> Output {
+        let file = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: {}\n{spec}",
+                image()
+            ),
+        )
+        .unwrap();
+        self.botctl(&["apply", "-f", file.to_str().unwrap()])
+    }
+
+    async fn api(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn events(&self, name: &str) -> Vec<Value> {
+        let (_, v) = self
+            .api(&format!("/api/v1/botclusters/{name}/events?limit=500"))
+            .await;
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut f: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let started = Instant::now();
+        while !f().await {
+            assert!(
+                started.elapsed() < timeout,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn shards(&self, name: &str) -> Value {
+        self.api(&format!("/api/v1/botclusters/{name}/shards"))
+            .await
+            .1
+    }
+
+    async fn delete(&self, name: &str) {
+        let o = self.botctl(&["delete", name, "--wait", "--timeout", "120s"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill();
+        }
+    }
+}
+
+fn port_range(i: u16) -> String {
+    let base = 26000 + (std::process::id() % 40) as u16 * 50 + i * 20;
+    format!("{base}-{}", base + 19)
+}
+
+async fn databases(url: &str) -> BTreeMap<String, Option<String>> {
+    let c = pg_client::Server::new(url, None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    c.databases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.name, d.comment))
+        .collect()
+}
+
+async fn drop_databases(url: &str, prefix: &str) {
+    let c = pg_client::Server::new(url, None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for d in c.databases().await.unwrap() {
+        if d.name.starts_with(prefix) {
+            let _ = c.drop_database(&d.name).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_get_databases_once_even_with_two_operators_and_keep_them_when_removed() {
+    let Some(pg) = require(postgres_url()) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let pid = std::process::id();
+    let name = format!("e2e-{pid}-tenants");
+    let prefix = format!("t{pid}_");
+    let spec = |tenants: &str| {
+        format!(
+            "  replicas: 0\n  sharding:\n    strategy: tenant\n    tenant:\n      dbPrefix: {prefix}\n      tenants: [{tenants}]\n"
+        )
+    };
+    // Two operators with stores of their own, reconciling the same spec at once.
+    let a = Operator::start(&pg, &port_range(0));
+    let b = Operator::start(&pg, &port_range(1));
+    let (oa, ob) = (
+        a.apply(&name, &spec("acme, globex, initech")),
+        b.apply(&name, &spec("acme, globex, initech")),
+    );
+    assert!(oa.status.success() && ob.status.success());
+    let wanted = ["acme", "globex", "initech"].map(|t| format!("{prefix}{t}"));
+    for op in [&a, &b] {
+        op.wait_for(
+            "all three databases ready",
+            Duration::from_secs(60),
+            || async {
+                let s = op.shards(&name).await;
+                s["databases"]["ready"].as_array().map(Vec::len) == Some(3)
+            },
+        )
+        .await;
+    }
+    let dbs = databases(&pg).await;
+    for db in &wanted {
+        assert!(dbs.contains_key(db), "{db} missing: {dbs:?}");
+    }
+    // Exactly once: the two operators' Created events add up to one per database.
+    let mut created: BTreeMap<String, usize> = BTreeMap::new();
+    for op in [&a, &b] {
+        for e in op.events(&name).await {
+            if e["reason"] == "TenantDatabaseCreated" {
+                let msg = e["message"].as_str().unwrap_or_default().to_string();
+                *created.entry(msg).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(created.len(), 3, "{created:?}");
+    assert!(created.values().all(|n| *n == 1), "{created:?}");
+    let (_, route) = a
+        .api(&format!(
+            "/api/v1/botclusters/{name}/shards/route?tenant=globex"
+        ))
+        .await;
+    assert_eq!(route["database"], format!("{prefix}globex"));
+    assert!(route["version"].as_u64().is_some());
+    drop(b);
+
+    // A bad tenant name is a field error and stores nothing.
+    let before = a.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    let bad = a.apply(
+        &name,
+        &spec("acme, globex, initech, \"Robert'); DROP DATABASE x;--\""),
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("spec.sharding.tenant.tenants[3]"), "{err}");
+    let after = a.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    assert_eq!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
+
+    // A removed tenant keeps its database, listed as retained.
+    assert!(a.apply(&name, &spec("acme, globex")).status.success());
+    a.wait_for("initech retained", Duration::from_secs(30), || async {
+        let s = a.shards(&name).await;
+        s["databases"]["retained"] == json!([format!("{prefix}initech")])
+    })
+    .await;
+    assert!(databases(&pg)
+        .await
+        .contains_key(&format!("{prefix}initech")));
+    let out = a.botctl(&["shards", &name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("retained:") && text.contains("initech"),
+        "{text}"
+    );
+
+    a.delete(&name).await;
+    // Deleting the cluster keeps the data too.
+    assert!(databases(&pg).await.contains_key(&format!("{prefix}acme")));
+    drop_databases(&pg, &prefix).await;
+}
+
+/// The map file inside a container.
+async fn map_in(lxd: &lxd_client::Client, instance: &str) -> Option<Value> {
+    let bytes = lxd
+        .pull_file(instance, "/opt/gbo/conf/shards.json")
+        .await
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approval() {
+    let Some(pg) = require(postgres_url()) else {
+        return;
+    };
+    let Some(lxd) = require(lxd().await) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let name = format!("e2e-{}-shardmap", std::process::id());
+    let op = Operator::start(&pg, &port_range(2));
+    let spec = |count: u32| {
+        format!(
+            "  replicas: 2\n  sharding:\n    strategy: hash\n    hash:\n      key: user_id\n      algorithm: slots\n      shardCount: {count}\n"
+        )
+    };
+    let o = op.apply(&name, &spec(4));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = op.botctl(&[
+        "wait",
+        &name,
+        "--for",
+        "condition=Ready",
+        "--timeout",
+        "300s",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        op.log()
+    );
+    let api_map = op.shards(&name).await["map"].clone();
+    assert_eq!(api_map["version"], 1);
+    let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    let instances: Vec<(String, String)> = obj["status"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                i["url"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(instances.len(), 2);
+    for (inst, _) in &instances {
+        assert_eq!(map_in(&lxd, inst).await.as_ref(), Some(&api_map), "{inst}");
+    }
+
+    // 10,000 random keys: the API and the bot inside a container answer the same shard.
+    let mut seed = std::process::id() as u64 | 1;
+    let keys: Vec<String> = (0..10_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            format!("user-{}", seed % 1_000_000_000)
+        })
+        .collect();
+    let (_, bot_url) = &instances[0];
+    let bot: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/api/shards/route",
+            bot_url.trim_end_matches('/')
+        ))
+        .body(keys.join("\n"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bot["version"], 1);
+    let bot_shards = bot["shards"].as_array().unwrap();
+    assert_eq!(bot_shards.len(), keys.len());
+    for (key, bot_shard) in keys.iter().zip(bot_shards) {
+        let (code, r) = op
+            .api(&format!(
+                "/api/v1/botclusters/{name}/shards/route?key={key}"
+            ))
+            .await;
+        assert_eq!(code, 200, "{r}");
+        assert_eq!(&r["shard"], bot_shard, "key {key}");
+    }
+
+    // 4 → 5 shards under rebalance: manual: a plan, and nothing published until approved.
+    let file = op.dir.path().join("five.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: {}\n{}",
+            image(),
+            spec(5)
+        ),
+    )
+    .unwrap();
+    let diff = op.botctl(&["diff", "-f", file.to_str().unwrap()]);
+    let diff_text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        diff_text.contains("waits for approval") && diff_text.contains("19.9 %"),
+        "{diff_text}"
+    );
+    assert!(op.apply(&name, &spec(5)).status.success());
+    op.wait_for("a pending rebalance", Duration::from_secs(30), || async {
+        !op.shards(&name).await["pending"].is_null()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = op.shards(&name).await;
+    assert_eq!(s["map"]["version"], 1, "nothing published before approval");
+    let moved = s["pending"]["movedFraction"].as_f64().unwrap();
+    assert!((moved - 204.0 / 1024.0).abs() < 1e-9, "{moved}");
+    for (inst, _) in &instances {
+        assert_eq!(map_in(&lxd, inst).await.unwrap()["version"], 1, "{inst}");
+    }
+    let shown = op.botctl(&["shards", &name]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("pending rebalance") && text.contains("19.9 %"),
+        "{text}"
+    );
+
+    let approved = op.botctl(&["shards", "approve", &name]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    op.wait_for(
+        "map v2 in every container",
+        Duration::from_secs(60),
+        || async {
+            let mut all = true;
+            for (inst, _) in &instances {
+                all &= map_in(&lxd, inst).await.is_some_and(|m| m["version"] == 2);
+            }
+            all && op.shards(&name).await["map"]["version"] == 2
+        },
+    )
+    .await;
+    let s = op.shards(&name).await;
+    assert!(s["pending"].is_null());
+    assert_eq!(map_in(&lxd, &instances[1].0).await.unwrap(), s["map"]);
+    op.delete(&name).await;
+}
