@@ -164,6 +164,8 @@ pub struct WatchCache {
     fanout: broadcast::Sender<Fanout>,
     /// Set by [`WatchCache::close`]: every watch stream ends.
     closed: tokio::sync::watch::Sender<bool>,
+    /// The last whole list of each kind, serialized, with its resourceVersion.
+    lists: std::sync::Mutex<std::collections::HashMap<String, (u64, Bytes)>>,
 }
 
 /// Why a read could not be served from the cache.
@@ -203,6 +205,7 @@ impl WatchCache {
             rv_tx,
             fanout,
             closed: tokio::sync::watch::channel(false).0,
+            lists: Default::default(),
         });
         tokio::spawn(follow(Arc::downgrade(&cache), rx));
         cache
@@ -219,6 +222,26 @@ impl WatchCache {
         let mut rx = self.closed.subscribe();
         async move {
             let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+
+    /// The whole list of `kind` as serialized at `rv`, if it was.
+    pub fn memo_list(&self, kind: &str, rv: u64) -> Option<Bytes> {
+        let g = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(kind)
+            .filter(|(r, _)| *r == rv)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Keeps the whole list of `kind` at `rv` (one per kind: the newest).
+    pub fn remember_list(&self, kind: &str, rv: u64, body: Bytes) {
+        let mut g = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        match g.get_mut(kind) {
+            Some(e) if e.0 >= rv => {}
+            Some(e) => *e = (rv, body),
+            None => {
+                g.insert(kind.to_string(), (rv, body));
+            }
         }
     }
 

@@ -248,9 +248,18 @@ fn list(kind: &KindInfo, cache: &WatchCache, q: &ListQuery) -> Result<Response, 
         (None, Some(_)) => cache.keep_snapshot(),
         (None, None) => cache.current(),
     };
+    // The whole unfiltered list (what a dashboard polls) is built once per change.
+    let whole = q.limit.is_none()
+        && q.continue_token.is_none()
+        && q.labels.0.is_empty()
+        && q.fields == FieldSelector::default();
+    if whole {
+        if let Some(body) = cache.memo_list(kind.kind, rv) {
+            return Ok(json_response(StatusCode::OK, body));
+        }
+    }
     let after = q.continue_token.as_ref().map(|c| c.after.as_str());
     let mut matching = kind_range(&objects, kind.kind, after).filter(|o| q.selects(o));
-    let mut body = Vec::with_capacity(64 * 1024);
     let mut items: Vec<&Arc<CachedObject>> = Vec::new();
     let limit = q.limit.unwrap_or(usize::MAX);
     for o in matching.by_ref() {
@@ -277,6 +286,8 @@ fn list(kind: &KindInfo, cache: &WatchCache, q: &ListQuery) -> Result<Response, 
     let head = json!({"apiVersion": API_VERSION, "kind": kind.list_kind, "metadata": meta});
     let head = serde_json::to_vec(&head).unwrap_or_default();
     // `{...head fields..., "items": [doc, doc]}`: the documents are spliced in as serialized.
+    let size = head.len() + 16 + items.iter().map(|o| o.doc.len() + 1).sum::<usize>();
+    let mut body = Vec::with_capacity(size);
     body.extend_from_slice(&head[..head.len() - 1]);
     body.extend_from_slice(b",\"items\":[");
     for (i, o) in items.iter().enumerate() {
@@ -286,7 +297,11 @@ fn list(kind: &KindInfo, cache: &WatchCache, q: &ListQuery) -> Result<Response, 
         body.extend_from_slice(&o.doc);
     }
     body.extend_from_slice(b"]}");
-    Ok(json_response(StatusCode::OK, Bytes::from(body)))
+    let body = Bytes::from(body);
+    if whole {
+        cache.remember_list(kind.kind, rv, body.clone());
+    }
+    Ok(json_response(StatusCode::OK, body))
 }
 
 /// A response with a JSON body already serialized.

@@ -634,3 +634,26 @@ async fn closing_the_cache_ends_every_watch_so_a_graceful_shutdown_can_finish() 
     while late.next(SECOND).await.is_some() {}
     assert!(late.ended, "a watch after close ends too");
 }
+
+#[tokio::test]
+async fn the_whole_list_is_served_again_only_while_nothing_changed() {
+    let a = api();
+    for n in 0..3 {
+        a.store_put(&format!("o{n}"), json!({"v": 0}), &[("tier", "a")])
+            .await;
+    }
+    let (rv, first) = a.list_rv("").await;
+    let (_, again) = a.list_rv("").await;
+    assert_eq!(first, again);
+    let (_, page) = a.list_rv("limit=1").await;
+    let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    // The rest after the token (no limit), not the remembered whole list.
+    let (_, rest) = a.list_rv(&format!("continue={token}")).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 2);
+    let (_, sel) = a.list_rv("labelSelector=tier%3Db").await;
+    assert_eq!(sel["items"], json!([]));
+    a.store_put("o1", json!({"v": 1}), &[("tier", "a")]).await;
+    let (rv2, after) = a.list_rv("").await;
+    assert!(rv2 > rv);
+    assert_eq!(after["items"][1]["spec"]["v"], 1);
+}
