@@ -457,8 +457,12 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
                 "clusters/b.yaml",
                 cluster(&b, "").map(|y| y.replace("replicas: 1", "replicas: many")),
             ),
+            (
+                "clusters/typo.yaml",
+                Some("apiVersion: botcluster.io/v1alpha1\nkind: [BotCluster\n".into()),
+            ),
         ],
-        "broken b",
+        "broken b, and a file that is not YAML",
     );
     let o = op.botctl(&["sync", "fleet"]);
     assert!(
@@ -473,8 +477,13 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
         ("False", "ValidationFailed"),
         "{fleet:#}"
     );
+    let message = s(ready, "/message");
     assert!(
-        s(ready, "/message").contains("clusters/b.yaml (document 1): spec.replicas"),
+        message.contains("clusters/b.yaml (document 1): spec.replicas"),
+        "{ready:#}"
+    );
+    assert!(
+        message.contains("clusters/typo.yaml: not valid YAML"),
         "{ready:#}"
     );
     assert_eq!(
@@ -504,6 +513,7 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
                 cluster(&a, label).map(|y| y.replace("replicas: 1", "replicas: 2")),
             ),
             ("clusters/b.yaml", cluster(&b, label)),
+            ("clusters/typo.yaml", None),
         ],
         "labels on both",
     );

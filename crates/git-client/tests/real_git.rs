@@ -348,3 +348,37 @@ async fn git_never_sees_a_refused_url_and_env_stays_clean() {
     }
     assert!(!text.contains("HOME="), "{text}");
 }
+
+#[tokio::test]
+async fn an_https_token_travels_in_the_environment_never_on_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log");
+    let fake = tmp.path().join("fake-git");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"ARGS $@\" >> {log}\nenv >> {log}\necho true\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let git = GitCli::new(tmp.path().join("cache")).with_program(&fake);
+    let url = RepoUrl::parse("https://git.example.com/o/r.git").unwrap();
+    std::fs::create_dir_all(git.cache_dir(&url)).unwrap();
+    std::fs::write(git.cache_dir(&url).join("HEAD"), "").unwrap();
+    let mut remote = Remote::new(url, Duration::from_secs(5));
+    remote.credentials.https_token = Some("s3cret-token".into());
+    let _ = git.resolve(&remote, &branch()).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("GIT_CONFIG_VALUE_0=Authorization: Bearer s3cret-token"),
+        "{text}"
+    );
+    for line in text.lines().filter(|l| l.starts_with("ARGS ")) {
+        assert!(
+            !line.contains("s3cret"),
+            "the token is on a command line: {line}"
+        );
+    }
+}
