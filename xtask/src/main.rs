@@ -30,8 +30,8 @@ Chores:
                   memory (--sizes 1,100,1000, --seconds 5; installs wrk if missing)
   ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, caddy-up, pg-up, all tests
                   (--no-daemons: skip starting LXD)
-  schema          write manifests/botcluster.schema.json from the API types
-  schema --check  fail if manifests/botcluster.schema.json is stale
+  schema          write manifests/{botcluster,gitsource}.schema.json from the API types
+  schema --check  fail if either is stale
   lxd-up          install, start and initialise LXD (no systemd needed), then `image`
   lxd-down        stop the LXD daemon that lxd-up started
   image           build and import the botserver-sim test image into LXD
