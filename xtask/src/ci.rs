@@ -3,7 +3,9 @@
 //! Steps: `cargo fmt --check`; `cargo clippy --all-features -D warnings`; the real daemons the
 //! end-to-end tests use (`lxd-up`, `caddy-up`, `pg-up`; `promtool` and `git` installed when
 //! missing); `cargo test --workspace`, then
-//! `cargo test -p lxd-client --all-features`; then
+//! `cargo test -p lxd-client --all-features`; `cargo xtask fuzz --seconds 6` (every fuzz
+//! target, bounded; installs cargo-fuzz when missing); `cargo xtask schemathesis --seconds 45`
+//! (the live API against its OpenAPI document); then
 //! the tally line `end-to-end tests: N ran, M skipped` (with each skip's reason). Under a truthy
 //! `CI` (`true`, `1`...: `test_support::ci`) the end-to-end tests fail instead of skipping when
 //! a daemon is missing.
@@ -89,12 +91,24 @@ pub fn run(args: &[&str]) -> Result<()> {
         &[(TALLY_VAR, &tally)],
     );
     let tested = workspace.and(https);
+    // A short coverage-guided run of every fuzz target (docs/security.md): tens of seconds in
+    // all once the fuzz build is cached.
+    let fuzzed = crate::fuzz::run(&["--seconds", FUZZ_SECONDS]);
+    // The API against its own OpenAPI document, on a live server: no 5xx, every response as
+    // documented.
+    let contract = crate::schemathesis::run(&["--seconds", SCHEMATHESIS_SECONDS]);
     // The count goes out also when a test failed: it is what the CI log is read for.
     let text = std::fs::read_to_string(&tally)
         .with_context(|| format!("reading the end-to-end tally {}", tally.display()))?;
     println!("{}", Tally::parse(&text).report());
-    tested
+    tested.and(fuzzed).and(contract)
 }
+
+/// Seconds schemathesis may take in CI.
+const SCHEMATHESIS_SECONDS: &str = "45";
+
+/// Seconds each fuzz target runs in CI.
+const FUZZ_SECONDS: &str = "6";
 
 /// `target/e2e-tally.txt` (or under `CARGO_TARGET_DIR`).
 fn tally_path() -> PathBuf {

@@ -10,9 +10,12 @@ mod bench_react;
 mod caddy;
 mod ci;
 mod demo;
+mod fuzz;
 mod lxd;
+mod openapi;
 mod pg;
 mod schema;
+mod schemathesis;
 mod util;
 
 const HELP: &str = "\
@@ -30,6 +33,13 @@ Chores:
                   memory (--sizes 1,100,1000, --seconds 5; installs wrk if missing)
   ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, caddy-up, pg-up, all tests
                   (--no-daemons: skip starting LXD)
+  fuzz            a bounded run of every fuzz target in fuzz/ (--seconds N each, default 10;
+                  or name targets); installs cargo-fuzz into target/tools when missing
+  openapi         write manifests/openapi.json (what /api/v1/openapi.json serves)
+  openapi --check fail if manifests/openapi.json is stale
+  schemathesis    schemathesis (PyPI, in a venv under target/) against a live
+                  `botctl serve --no-controller`, every operation, with the token
+                  (--seconds N, default 60)
   schema          write manifests/{botcluster,gitsource}.schema.json from the API types
   schema --check  fail if either is stale
   lxd-up          install, start and initialise LXD (no systemd needed), then `image`
@@ -52,6 +62,9 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&rest),
         Some("ci") => ci::run(&rest),
         Some("schema") => schema::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
+        Some("openapi") => openapi::run(&rest),
+        Some("schemathesis") => schemathesis::run(&rest),
         Some("lxd-up") => lxd::up(&rest),
         Some("lxd-down") => lxd::down(&rest),
         Some("image") => lxd::image(&rest),

@@ -57,7 +57,7 @@ pub(crate) async fn read_object_as<T: Send + 'static>(
 }
 
 /// Parses and validates one document (blocking: CPU-bound).
-fn decode<T>(
+pub(crate) fn decode<T>(
     json: bool,
     bytes: &[u8],
     name: &str,

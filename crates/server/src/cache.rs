@@ -363,12 +363,16 @@ impl WatchCache {
     }
 
     fn apply(&self, ev: WatchEvent) {
-        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if ev.resource_version <= g.rv {
+        if ev.resource_version <= self.rv.load(Ordering::Acquire) {
             return; // already in the snapshot
         }
-        let key = (ev.kind.clone(), ev.name.clone());
+        // Serialized before taking the lock: readers never wait for it.
         let cur = Arc::new(CachedObject::new(&ev.object));
+        let key = (ev.kind.clone(), ev.name.clone());
+        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if ev.resource_version <= g.rv {
+            return;
+        }
         let objects = Arc::make_mut(&mut g.objects);
         let prev = match ev.action {
             WatchAction::Deleted => objects.remove(&key),

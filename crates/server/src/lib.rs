@@ -6,6 +6,7 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/healthz`, `/readyz` | liveness, readiness (no token) |
+//! | GET | `/api/v1/openapi.json` | the OpenAPI 3.1 document ([`openapi`]; no token) |
 //! | GET | `/metrics` | Prometheus text |
 //! | GET | `/api/v1/botclusters` | list (`?limit`, `?continue`, `?labelSelector`, `?fieldSelector`), or watch (`?watch=true&resourceVersion=RV`) |
 //! | GET, PUT, DELETE | `/api/v1/botclusters/{name}` | read, create-or-update (`?dryRun=true`), delete |
@@ -27,6 +28,7 @@ mod error;
 mod gitsources;
 mod handlers;
 pub mod metrics;
+pub mod openapi;
 pub mod selector;
 mod shards;
 
@@ -43,6 +45,23 @@ pub use auth::{load_or_create_token, TOKEN_FILE};
 pub use error::{ApiError, ErrorBody};
 pub use gitsources::git_field_errors;
 pub use metrics::Metrics;
+
+/// The PUT body decoder as the server runs it on a blocking thread (UTF-8, JSON or YAML within
+/// the budget, one document, the URL's name, unknown fields, validation), without HTTP around
+/// it: the fuzz target `http_body` drives it. `Err` is a refused request, `Ok(Err(_))` an
+/// object with field errors.
+pub fn decode_body(
+    json: bool,
+    bytes: &[u8],
+    name: &str,
+) -> Result<Result<BotCluster, botcluster_api::ValidationErrors>, ApiError> {
+    body::decode(
+        json,
+        bytes,
+        name,
+        botcluster_api::yaml::botcluster_from_value,
+    )
+}
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -154,6 +173,10 @@ pub fn router_and_cache(
     let app = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
+        .route(
+            openapi::OPENAPI_PATH,
+            get(|| async { axum::Json(openapi::openapi().clone()) }),
+        )
         .merge(api)
         .fallback(handlers::not_found)
         .layer(Extension(cache))

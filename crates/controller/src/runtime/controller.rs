@@ -170,11 +170,10 @@ impl<R: Reconcile> Controller<R> {
                         self.queue.forget(&ev.name);
                         continue;
                     }
-                    if let Ok(Some(o)) = self.store.get(kind, &ev.name).await {
-                        let now = (o.generation(), o.is_deleting());
-                        if seen.insert(ev.name.clone(), now) != Some(now) {
-                            self.queue.add(&ev.name, Duration::ZERO, Cause::Change);
-                        }
+                    // The event carries the object as written: no read back from the store.
+                    let now = (ev.object.generation(), ev.object.is_deleting());
+                    if seen.insert(ev.name.clone(), now) != Some(now) {
+                        self.queue.add(&ev.name, Duration::ZERO, Cause::Change);
                     }
                 }
                 Ok(_) => {}
