@@ -262,6 +262,8 @@ pub fn gitsource_from_value(mut value: Value) -> Result<GitSource, ValidationErr
         )]));
     }
     let mut errors = crate::schema::strip_unknown_fields_with(cached_schema(), &mut value);
+    // Length bounds and no control characters, as for every document (docs/security.md).
+    errors.extend(crate::validate::string_rules(&value));
     let obj: GitSource = match serde_path_to_error::deserialize(&value) {
         Ok(o) => o,
         Err(err) => {

@@ -202,3 +202,31 @@ fn durations_beyond_a_week_are_refused_saying_the_bound() {
         );
     }
 }
+
+#[test]
+fn gitsource_strings_get_the_same_length_and_control_character_rules() {
+    use botcluster_api::gitsource::gitsource_from_value;
+    let doc = |path: &str, url: &str| {
+        json!({
+            "apiVersion": "botcluster.io/v1alpha1",
+            "kind": "GitSource",
+            "metadata": {"name": "src"},
+            "spec": {"url": url, "path": path}
+        })
+    };
+    let err = gitsource_from_value(doc("bots\u{1b}[2J", "https://example.com/r.git")).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.field == "spec.path" && e.message.contains("control character")),
+        "{err}"
+    );
+    let long = format!("https://example.com/{}.git", "a".repeat(5000));
+    let err = gitsource_from_value(doc("bots", &long)).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.field == "spec.url" && e.message.contains("4096")),
+        "{err}"
+    );
+}

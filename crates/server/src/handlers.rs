@@ -168,6 +168,21 @@ pub async fn put(
             return Err(ApiError::invalid(message, errors.0));
         }
     };
+    // Host ports another stored cluster holds are refused now, not found at reconcile time.
+    let clashes = crate::ports::clashes(&name, &bc.spec, &s.store.list(BOTCLUSTER_KIND).await?);
+    if !clashes.is_empty() {
+        s.metrics
+            .spec_writes
+            .with_label_values(&[kind_label, "conflict"])
+            .inc();
+        let mut e = ApiError::invalid(
+            format!("BotCluster \"{name}\" claims host ports another BotCluster holds; nothing was stored"),
+            clashes,
+        );
+        e.status = StatusCode::CONFLICT;
+        e.body.code = "PortConflict".into();
+        return Err(e);
+    }
     let manager = manager(&headers);
     let force = flag(&q, "force")?;
     let (labels, owner_note) = owned_labels(&s, &name, &bc, force, dry).await?;

@@ -29,6 +29,7 @@ mod gitsources;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
+mod ports;
 pub mod selector;
 mod shards;
 

@@ -376,3 +376,74 @@ async fn every_refusal_has_the_json_error_shape_even_axums_own() {
         assert_error_shape(&r, status, code);
     }
 }
+
+#[tokio::test]
+async fn a_cluster_claiming_another_clusters_host_ports_gets_409_naming_it_and_nothing_is_stored() {
+    let api = api();
+    let put = |name: &str, extra: &str| {
+        format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: botcluster-botserver\n{extra}")
+    };
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/botclusters/first",
+            "application/yaml",
+            put("first", "  hostPorts: {start: 20000, end: 20010}\n  loadBalancer: {listen: \"127.0.0.1:8100\"}\n"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    for (extra, field) in [
+        (
+            "  hostPorts: {start: 20005, end: 20020}\n",
+            "spec.hostPorts",
+        ),
+        (
+            "  loadBalancer: {listen: \"127.0.0.1:8100\"}\n",
+            "spec.loadBalancer.listen",
+        ),
+        (
+            "  loadBalancer: {listen: \"127.0.0.1:20003\"}\n",
+            "spec.loadBalancer.listen",
+        ),
+    ] {
+        let r = api
+            .call(
+                "PUT",
+                "/api/v1/botclusters/second",
+                "application/yaml",
+                put("second", extra),
+            )
+            .await;
+        assert_error_shape(&r, StatusCode::CONFLICT, "PortConflict");
+        assert_eq!(r.body["fieldErrors"][0]["field"], field, "{}", r.body);
+        assert!(r.body["fieldErrors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"first\""));
+        assert!(api
+            .store
+            .get("BotCluster", "second")
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // Re-applying the first cluster itself is no clash; a disjoint second one is fine.
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/botclusters/first",
+            "application/yaml",
+            put("first", "  hostPorts: {start: 20000, end: 20010}\n  loadBalancer: {listen: \"127.0.0.1:8100\"}\n"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api
+        .call(
+            "PUT",
+            "/api/v1/botclusters/second",
+            "application/yaml",
+            put("second", "  hostPorts: {start: 20011, end: 20020}\n"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}

@@ -1,0 +1,196 @@
+//! Host ports two BotClusters would both claim, found at apply time: a cluster's `hostPorts`
+//! range and its load balancer's listen port, against every other stored cluster's. Pure; the
+//! PUT handler refuses a write with any (409 `PortConflict`, one field error per clash, naming
+//! the other cluster). What cannot be known at apply time (a port another program holds, the
+//! operator's own `--port-range`) stays the reconciler's `Blocked` condition.
+//!
+//! Two writes racing past this check at once are still separated at reconcile time by the
+//! port book; this check is for the common mistake, not a lock.
+
+use std::net::IpAddr;
+
+use botcluster_api::spec::BotClusterSpec;
+use botcluster_api::FieldError;
+use botcluster_store::StoredObject;
+
+/// The host ports a spec claims.
+struct Claims {
+    /// `hostPorts`, inclusive.
+    host: Option<(u16, u16)>,
+    /// The load balancer's listen address (`None`: every address) and port.
+    listen: Option<(Option<IpAddr>, u16)>,
+}
+
+fn claims(spec: &BotClusterSpec) -> Claims {
+    let listen = spec
+        .load_balancer
+        .as_ref()
+        .filter(|lb| lb.enabled)
+        .and_then(|lb| {
+            if let Ok(a) = lb.listen.parse::<std::net::SocketAddr>() {
+                let ip = a.ip();
+                return Some(((!ip.is_unspecified()).then_some(ip), a.port()));
+            }
+            let (host, port) = lb.listen.rsplit_once(':')?;
+            let port = port.parse().ok()?;
+            let ip = match host {
+                "" => None,
+                "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+                _ => return None,
+            };
+            Some((ip, port))
+        });
+    Claims {
+        host: spec.host_ports.as_ref().map(|r| (r.start, r.end)),
+        listen,
+    }
+}
+
+fn overlap(a: (u16, u16), b: (u16, u16)) -> bool {
+    a.0 <= b.1 && b.0 <= a.1
+}
+
+/// Listen addresses that would collide: the same port on the same or an unspecified address.
+fn same_listener(a: (Option<IpAddr>, u16), b: (Option<IpAddr>, u16)) -> bool {
+    a.1 == b.1 && (a.0.is_none() || b.0.is_none() || a.0 == b.0)
+}
+
+/// One error per port `spec` (of cluster `name`) claims that another stored cluster holds.
+pub(crate) fn clashes(
+    name: &str,
+    spec: &BotClusterSpec,
+    stored: &[StoredObject],
+) -> Vec<FieldError> {
+    let mine = claims(spec);
+    let mut errors = Vec::new();
+    for other in stored.iter().filter(|o| o.meta.name != name) {
+        let Ok(theirs) = serde_json::from_value::<BotClusterSpec>(other.spec.clone()) else {
+            continue;
+        };
+        let theirs = claims(&theirs);
+        let who = &other.meta.name;
+        if let (Some(a), Some(b)) = (mine.host, theirs.host) {
+            if overlap(a, b) {
+                errors.push(FieldError::new(
+                    "spec.hostPorts",
+                    format!(
+                        "{}-{} overlaps BotCluster \"{who}\"'s hostPorts {}-{}; give each cluster its own range",
+                        a.0, a.1, b.0, b.1
+                    ),
+                ));
+            }
+        }
+        if let (Some(a), Some((_, p))) = (mine.host, theirs.listen) {
+            if overlap(a, (p, p)) {
+                errors.push(FieldError::new(
+                    "spec.hostPorts",
+                    format!(
+                        "{}-{} holds port {p}, where BotCluster \"{who}\"'s load balancer listens; move the range",
+                        a.0, a.1
+                    ),
+                ));
+            }
+        }
+        if let Some(l) = mine.listen {
+            if let Some(b) = theirs.host.filter(|b| overlap((l.1, l.1), *b)) {
+                errors.push(FieldError::new(
+                    "spec.loadBalancer.listen",
+                    format!(
+                        "port {} is inside BotCluster \"{who}\"'s hostPorts {}-{}; pick another port",
+                        l.1, b.0, b.1
+                    ),
+                ));
+            }
+            if theirs.listen.is_some_and(|t| same_listener(l, t)) {
+                errors.push(FieldError::new(
+                    "spec.loadBalancer.listen",
+                    format!(
+                        "port {} is where BotCluster \"{who}\"'s load balancer already listens; pick another port or address",
+                        l.1
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> BotClusterSpec {
+        let mut doc = json!({"image": "img"});
+        doc.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn stored(name: &str, v: serde_json::Value) -> StoredObject {
+        StoredObject {
+            kind: "BotCluster".into(),
+            meta: botcluster_api::ObjectMeta::named(name),
+            spec: serde_json::to_value(spec(v)).unwrap(),
+            status: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_shared_port_is_found_and_names_the_other_cluster() {
+        let others = [
+            stored("a", json!({"hostPorts": {"start": 20000, "end": 20010}})),
+            stored("b", json!({"loadBalancer": {"listen": "127.0.0.1:8000"}})),
+            stored("c", json!({"loadBalancer": {"listen": ":9000"}})),
+        ];
+        let cases = [
+            (
+                json!({"hostPorts": {"start": 20010, "end": 20020}}),
+                "spec.hostPorts",
+                "\"a\"",
+            ),
+            (
+                json!({"hostPorts": {"start": 7990, "end": 8005}}),
+                "spec.hostPorts",
+                "\"b\"",
+            ),
+            (
+                json!({"loadBalancer": {"listen": "127.0.0.1:20005"}}),
+                "spec.loadBalancer.listen",
+                "\"a\"",
+            ),
+            (
+                json!({"loadBalancer": {"listen": ":8000"}}),
+                "spec.loadBalancer.listen",
+                "\"b\"",
+            ),
+            (
+                json!({"loadBalancer": {"listen": "127.0.0.2:9000"}}),
+                "spec.loadBalancer.listen",
+                "\"c\"",
+            ),
+        ];
+        for (s, field, who) in cases {
+            let e = clashes("new", &spec(s.clone()), &others);
+            assert!(
+                e.iter()
+                    .any(|e| e.field == field && e.message.contains(who)),
+                "{s}: {e:?}"
+            );
+        }
+        // Apart: no clash; and a cluster never clashes with its own stored version.
+        for s in [
+            json!({"hostPorts": {"start": 20011, "end": 20020}}),
+            json!({"loadBalancer": {"listen": "127.0.0.2:8000"}}),
+        ] {
+            assert!(clashes("new", &spec(s.clone()), &others).is_empty(), "{s}");
+        }
+        assert!(clashes(
+            "a",
+            &spec(json!({"hostPorts": {"start": 20000, "end": 20010}})),
+            &others
+        )
+        .is_empty());
+    }
+}
