@@ -40,8 +40,8 @@ Chores:
   schemathesis    schemathesis (PyPI, in a venv under target/) against a live
                   `botctl serve --no-controller`, every operation, with the token
                   (--seconds N, default 60)
-  schema          write manifests/botcluster.schema.json from the API types
-  schema --check  fail if manifests/botcluster.schema.json is stale
+  schema          write manifests/{botcluster,gitsource}.schema.json from the API types
+  schema --check  fail if either is stale
   lxd-up          install, start and initialise LXD (no systemd needed), then `image`
   lxd-down        stop the LXD daemon that lxd-up started
   image           build and import the botserver-sim test image into LXD

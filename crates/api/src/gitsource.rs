@@ -240,6 +240,13 @@ pub fn gitsource_schema() -> Value {
     schema
 }
 
+/// The schema as pretty JSON with a trailing newline (`manifests/gitsource.schema.json`).
+pub fn gitsource_schema_json() -> String {
+    let mut s = serde_json::to_string_pretty(&gitsource_schema()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 fn cached_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(gitsource_schema)

@@ -54,3 +54,20 @@ fn a_commit_ref_has_a_bare_revision() {
     .unwrap();
     assert_eq!(g.spec.reference.revision(&sha), format!("sha1:{sha}"));
 }
+
+#[test]
+fn the_gitsource_schema_file_and_example_are_fresh_and_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let have =
+        std::fs::read_to_string(root.join("manifests/gitsource.schema.json")).unwrap_or_default();
+    assert!(
+        have == botcluster_api::gitsource::gitsource_schema_json(),
+        "manifests/gitsource.schema.json is stale; run `cargo xtask schema` and commit it"
+    );
+    let text = std::fs::read_to_string(root.join("examples/gitops/fleet.yaml")).unwrap();
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=../../manifests/gitsource.schema.json")
+    );
+    let g = gitsource_from_value(doc(&text)).unwrap();
+    assert_eq!(g.spec.path, "clusters");
+}

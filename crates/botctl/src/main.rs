@@ -210,8 +210,12 @@ enum Command {
         #[arg(num_args = 1..=2, required = true)]
         args: Vec<String>,
     },
-    /// Print the BotCluster JSON Schema.
-    Schema,
+    /// Print the BotCluster JSON Schema (`--kind gitsource`: the GitSource one).
+    Schema {
+        /// `botcluster` or `gitsource`.
+        #[arg(long, default_value = "botcluster")]
+        kind: String,
+    },
     /// Run the API server and the controller that reconciles LXD containers and the Caddy
     /// load balancer.
     Serve(serve::ServeArgs),
@@ -312,8 +316,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             output,
         } => commands::import(&file, &name, &image, output.as_deref()),
         Command::Shards { args } => shards::run(&conn, &args).await,
-        Command::Schema => {
-            print!("{}", botcluster_api::schema::botcluster_schema_json());
+        Command::Schema { kind } => {
+            match kind.to_ascii_lowercase().as_str() {
+                "botcluster" => print!("{}", botcluster_api::schema::botcluster_schema_json()),
+                "gitsource" => print!("{}", botcluster_api::gitsource::gitsource_schema_json()),
+                other => anyhow::bail!("--kind {other:?}: the kinds are botcluster and gitsource"),
+            }
             Ok(0)
         }
         Command::Serve(args) => serve::serve(&conn, args).await.map(|()| 0),

@@ -137,7 +137,13 @@ fn ops() -> Vec<Op> {
             path: "/api/v1/botclusters/{name}",
             id: "applyBotCluster",
             summary: "create or update a BotCluster (JSON or YAML body)",
-            query: &[("dryRun", "`true`: validate and preview, store nothing")],
+            query: &[
+                ("dryRun", "`true`: validate and preview, store nothing"),
+                (
+                    "force",
+                    "`true`: write a BotCluster a GitSource manages anyway (else 409 `OwnedBySource`)",
+                ),
+            ],
             body: Some("BotCluster"),
             public: false,
         },
