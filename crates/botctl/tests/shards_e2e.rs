@@ -125,6 +125,41 @@ impl Operator {
         v["events"].as_array().cloned().unwrap_or_default()
     }
 
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Mutating LXD requests the operator has sent (from its /metrics).
+    async fn lxd_writes(&self) -> f64 {
+        let text = self
+            .http
+            .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("botcluster_lxd_requests_total{"))
+            .filter(|l| {
+                ["POST", "PUT", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|m| l.contains(&format!("method=\"{m}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
+            .sum()
+    }
+
     fn log(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -154,7 +189,8 @@ impl Operator {
     }
 
     async fn delete(&self, name: &str) {
-        let o = self.botctl(&["delete", name, "--wait", "--timeout", "120s"]);
+        // LXD 5.0.2 here can take a minute to delete a stopped container.
+        let o = self.botctl(&["delete", name, "--wait", "--timeout", "300s"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -355,6 +391,17 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     for (inst, _) in &instances {
         assert_eq!(map_in(&lxd, inst).await.as_ref(), Some(&api_map), "{inst}");
     }
+    // Passes with nothing changed (resync 1 s) push no map and write nothing to LXD.
+    let writes = op.lxd_writes().await;
+    assert!(writes > 0.0, "the metric counts the creates");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        op.lxd_writes().await,
+        writes,
+        "an idle pass wrote to LXD\n{}",
+        op.log()
+    );
+    assert_eq!(op.shards(&name).await["map"]["version"], 1);
 
     // 10,000 random keys: the API and the bot inside a container answer the same shard.
     let mut seed = std::process::id() as u64 | 1;
@@ -449,6 +496,20 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     .await;
     let s = op.shards(&name).await;
     assert!(s["pending"].is_null());
+    let metrics = op.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "botcluster_shard_map_version{{cluster=\"{name}\"}} 2"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("botcluster_shard_share{") && l.contains(&name))
+            .count(),
+        5
+    );
     assert_eq!(map_in(&lxd, &instances[1].0).await.unwrap(), s["map"]);
     op.delete(&name).await;
 }

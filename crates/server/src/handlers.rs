@@ -147,6 +147,7 @@ pub async fn put(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    reserved: Option<axum::Extension<crate::ports::ReservedPorts>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -169,14 +170,17 @@ pub async fn put(
         }
     };
     // Host ports another stored cluster holds are refused now, not found at reconcile time.
-    let clashes = crate::ports::clashes(&name, &bc.spec, &s.store.list(BOTCLUSTER_KIND).await?);
+    let mut clashes = crate::ports::clashes(&name, &bc.spec, &s.store.list(BOTCLUSTER_KIND).await?);
+    if let Some(axum::Extension(r)) = &reserved {
+        clashes.extend(crate::ports::reserved_clashes(&bc.spec, r));
+    }
     if !clashes.is_empty() {
         s.metrics
             .spec_writes
             .with_label_values(&[kind_label, "conflict"])
             .inc();
         let mut e = ApiError::invalid(
-            format!("BotCluster \"{name}\" claims host ports another BotCluster holds; nothing was stored"),
+            format!("BotCluster \"{name}\" claims host ports another BotCluster or the operator holds; nothing was stored"),
             clashes,
         );
         e.status = StatusCode::CONFLICT;

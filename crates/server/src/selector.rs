@@ -354,6 +354,56 @@ mod tests {
         }
     }
 
+    fn render(r: &Requirement, ws: &str) -> String {
+        match r {
+            Requirement::Equals(k, v) => format!("{k}{ws}={ws}{v}"),
+            Requirement::NotEquals(k, v) => format!("{k}{ws}!={ws}{v}"),
+            Requirement::In(k, vs) => format!("{k} in{ws}({})", vs.join(",")),
+            Requirement::NotIn(k, vs) => format!("{k} notin{ws}({ws}{}{ws})", vs.join(", ")),
+            Requirement::Exists(k) => k.clone(),
+            Requirement::DoesNotExist(k) => format!("!{ws}{k}"),
+        }
+    }
+
+    fn requirement() -> impl proptest::strategy::Strategy<Value = Requirement> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            "[a-z][a-z0-9]{0,5}",
+            "[a-z]{1,4}\\.io/[a-z][a-z0-9_.-]{0,4}[a-z]"
+        ];
+        let value = "([a-z0-9]([a-z0-9_.-]{0,4}[a-z0-9])?)?";
+        let values = proptest::collection::vec("[a-z0-9]{1,4}", 1..4);
+        prop_oneof![
+            (key.clone(), value).prop_map(|(k, v)| Requirement::Equals(k, v)),
+            (key.clone(), value).prop_map(|(k, v)| Requirement::NotEquals(k, v)),
+            (key.clone(), values.clone()).prop_map(|(k, v)| Requirement::In(k, v)),
+            (key.clone(), values).prop_map(|(k, v)| Requirement::NotIn(k, v)),
+            key.clone().prop_map(Requirement::Exists),
+            key.prop_map(Requirement::DoesNotExist),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever is written in the syntax parses back to the same requirements, whatever the
+        /// spacing.
+        #[test]
+        fn written_selectors_parse_back_to_themselves(
+            reqs in proptest::collection::vec(requirement(), 1..5),
+            ws in "[ ]{0,2}",
+        ) {
+            let text = reqs.iter().map(|r| render(r, &ws)).collect::<Vec<_>>().join(&format!("{ws},{ws}"));
+            let parsed = LabelSelector::parse(&text);
+            proptest::prop_assert_eq!(parsed, Ok(LabelSelector(reqs)), "{}", text);
+        }
+
+        /// Any text is either a selector or a message; never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in "\\PC{0,40}") {
+            let _ = LabelSelector::parse(&text);
+            let _ = FieldSelector::parse(&text);
+        }
+    }
+
     #[test]
     fn field_selectors_know_only_the_name() {
         let f = FieldSelector::parse("metadata.name=web").unwrap();
