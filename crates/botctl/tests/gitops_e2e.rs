@@ -633,14 +633,16 @@ fn offline(op: &Operator, what: &[&str]) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unreachable_repository_is_stalled_with_a_growing_backoff() {
+async fn an_unreachable_repository_is_stalled_with_a_growing_backoff_until_sync_finds_it() {
     if require(git_cli()).is_none() {
         return;
     }
     let op = Operator::start(port_range());
+    // A repository that does not exist yet (under the operator's temp dir).
+    let late = op.dir.path().join("nonexistent/fleet.git");
     let source = format!(
-        "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: lost}}\nspec:\n  url: file:///nonexistent-{}/fleet.git\n  interval: 1h\n",
-        std::process::id()
+        "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: lost}}\nspec:\n  url: file://{}\n  interval: 1h\n",
+        late.display()
     );
     assert!(op.apply(&source, &[]).status.success());
     let first = op.until("gitsource/lost", Duration::from_secs(30), |v| {
@@ -667,5 +669,31 @@ async fn an_unreachable_repository_is_stalled_with_a_growing_backoff() {
         retry(&later)
     );
     assert!(later.pointer("/status/lastAppliedRevision").is_none());
+    // Five failures in a row: the next try is 8 s (±20 %) away. The repository appears;
+    // `botctl sync` cuts the backoff short and applies it within 5 s.
+    op.until("gitsource/lost", Duration::from_secs(30), |v| {
+        v.pointer("/status/backoff/failures")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            >= 5
+    });
+    std::fs::create_dir_all(late.parent().unwrap()).unwrap();
+    git(
+        late.parent().unwrap(),
+        &["init", "-q", "--bare", late.to_str().unwrap()],
+    );
+    let work = op.dir.path().join("late-work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q"]);
+    git(&work, &["commit", "-q", "--allow-empty", "-m", "empty"]);
+    git(
+        &work,
+        &["push", "-q", late.to_str().unwrap(), "HEAD:refs/heads/main"],
+    );
+    let out = op.ok(&["sync", "lost", "--timeout", "5s"]);
+    assert!(out.contains("synced: main@sha1:"), "{out}");
+    let v = op.json("gitsource/lost");
+    assert_eq!(s(condition(&v, "Stalled"), "/status"), "False", "{v:#}");
+    assert!(v.pointer("/status/backoff").is_none(), "{v:#}");
     op.ok(&["delete", "gitsource/lost"]);
 }
