@@ -8,7 +8,9 @@
 //!   shard through the API and through the bot inside a container; a manual rebalance
 //!   publishes nothing until approved;
 //! - the bots' settings file: the rate limit reaches the bot, which enforces it behind a Caddy
-//!   that has no rate-limit module (429s through Caddy past the limit).
+//!   that has no rate-limit module (429s through Caddy past the limit);
+//! - cache nodes: each is pinged (a real `redis-server` from `cargo xtask redis-up`) and
+//!   reported in status.
 //!
 //! Names carry this process's pid (`e2e-<pid>-...`); each test deletes what it made.
 
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use test_support::{
-    free_loopback_addr, free_port, postgres_url, require, Admin, Caddy, Daemon, Missing,
+    free_loopback_addr, free_port, postgres_url, redis_addr, require, Admin, Caddy, Daemon, Missing,
 };
 
 fn repo() -> PathBuf {
@@ -616,4 +618,43 @@ async fn the_bots_enforce_the_rate_limit_behind_a_caddy_without_the_module() {
         .is_success());
     op.delete(&name).await;
     drop(caddy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_nodes_are_pinged_and_a_dead_one_is_reported() {
+    let Some(pg) = require(postgres_url()) else {
+        return;
+    };
+    let Some(redis) = require(redis_addr()) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let name = format!("e2e-{}-cache", std::process::id());
+    let op = Operator::start(&pg, &port_range(4));
+    let spec = |node: &str| {
+        format!("  replicas: 0\n  cache:\n    mode: single\n    nodes: [\"{node}\"]\n")
+    };
+    assert!(op.apply(&name, &spec(&redis)).status.success());
+    let cond = |obj: &Value| {
+        obj["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "CacheReady").cloned())
+            .unwrap_or(Value::Null)
+    };
+    op.wait_for("CacheReady=True", Duration::from_secs(30), || async {
+        cond(&op.api(&format!("/api/v1/botclusters/{name}")).await.1)["status"] == "True"
+    })
+    .await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    assert!(op.apply(&name, &spec(&dead)).status.success());
+    op.wait_for("CacheReady=False", Duration::from_secs(30), || async {
+        let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+        cond(&obj)["status"] == "False"
+            && obj["status"]["cacheNodes"][0]["ok"] == false
+            && cond(&obj)["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&dead))
+    })
+    .await;
+    op.delete(&name).await;
 }

@@ -16,10 +16,12 @@ pub mod ci;
 pub mod net;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 pub mod tally;
 
 pub use caddy::{Admin, Caddy};
 pub use net::{free_loopback_addr, free_port};
 pub use postgres::postgres_url;
 pub use process::{dies_with_this_test, which, Daemon};
+pub use redis::redis_addr;
 pub use tally::{require, skip, Missing};

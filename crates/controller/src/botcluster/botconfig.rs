@@ -68,6 +68,95 @@ pub fn with_bot_config(spec: BotClusterSpec) -> BotClusterSpec {
     out
 }
 
+/// The Redis nodes and sentinels of `spec.cache`, with their role.
+pub fn cache_targets(spec: &BotClusterSpec) -> Vec<(String, &'static str)> {
+    let Some(c) = &spec.cache else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, &'static str)> =
+        c.nodes.iter().map(|n| (n.clone(), "node")).collect();
+    if let Some(s) = &c.sentinel {
+        out.extend(s.nodes.iter().map(|n| (n.clone(), "sentinel")));
+    }
+    out
+}
+
+/// The condition type for the cache nodes.
+pub const CACHE_READY: &str = "CacheReady";
+
+/// Puts the ping results into `status`: `cacheNodes` and the `CacheReady` condition (pure).
+pub fn report_cache(
+    status: &mut botcluster_api::BotClusterStatus,
+    nodes: Vec<botcluster_api::status::CacheNodeStatus>,
+    now: &str,
+    generation: u64,
+) {
+    if nodes.is_empty() {
+        status.cache_nodes.clear();
+        status.conditions.retain(|c| c.type_ != CACHE_READY);
+        return;
+    }
+    let bad: Vec<String> = nodes
+        .iter()
+        .filter(|n| !n.ok)
+        .map(|n| {
+            format!(
+                "{} {} {}",
+                n.role,
+                n.address,
+                n.message.as_deref().unwrap_or("failed")
+            )
+        })
+        .collect();
+    let (ok, reason, message) = if bad.is_empty() {
+        (
+            true,
+            "AllAnswer",
+            format!("{} cache node(s) answer PING", nodes.len()),
+        )
+    } else {
+        (false, "NodeUnreachable", bad.join("; "))
+    };
+    botcluster_api::meta::set_condition(
+        &mut status.conditions,
+        botcluster_api::Condition {
+            type_: CACHE_READY.into(),
+            status: if ok {
+                botcluster_api::ConditionStatus::True
+            } else {
+                botcluster_api::ConditionStatus::False
+            },
+            reason: reason.into(),
+            message,
+            last_transition_time: String::new(),
+            observed_generation: generation,
+        },
+        now,
+    );
+    status.cache_nodes = nodes;
+}
+
+/// Pings every cache node and sentinel (at once, 1 s each).
+pub async fn probe_cache(spec: &BotClusterSpec) -> Vec<botcluster_api::status::CacheNodeStatus> {
+    let targets = cache_targets(spec);
+    let pings = targets
+        .iter()
+        .map(|(addr, _)| crate::cacheprobe::ping(addr, std::time::Duration::from_secs(1)));
+    let results = futures_util::future::join_all(pings).await;
+    targets
+        .into_iter()
+        .zip(results)
+        .map(
+            |((address, role), r)| botcluster_api::status::CacheNodeStatus {
+                address,
+                role: role.into(),
+                ok: r.is_ok(),
+                message: r.err(),
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

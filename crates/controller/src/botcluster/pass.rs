@@ -396,6 +396,12 @@ impl BotClusterReconciler {
             &now,
             facts.generation,
         ));
+        super::botconfig::report_cache(
+            &mut status,
+            super::botconfig::probe_cache(spec).await,
+            &now,
+            facts.generation,
+        );
         publish(&self.metrics, name, &previous, &status, &facts);
         shards::publish(&self.metrics, name, &status);
         self.write_status(name, &status, events).await?;
