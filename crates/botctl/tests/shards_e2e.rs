@@ -6,7 +6,9 @@
 //!   nothing;
 //! - the map: in every container, equal to the API's; 10,000 random keys route to the same
 //!   shard through the API and through the bot inside a container; a manual rebalance
-//!   publishes nothing until approved.
+//!   publishes nothing until approved;
+//! - the bots' settings file: the rate limit reaches the bot, which enforces it behind a Caddy
+//!   that has no rate-limit module (429s through Caddy past the limit).
 //!
 //! Names carry this process's pid (`e2e-<pid>-...`); each test deletes what it made.
 
@@ -16,7 +18,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use test_support::{free_loopback_addr, postgres_url, require, Daemon, Missing};
+use test_support::{
+    free_loopback_addr, free_port, postgres_url, require, Admin, Caddy, Daemon, Missing,
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -52,6 +56,10 @@ struct Operator {
 
 impl Operator {
     fn start(postgres: &str, ports: &str) -> Operator {
+        Self::start_with(postgres, ports, "none")
+    }
+
+    fn start_with(postgres: &str, ports: &str, caddy_admin: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_loopback_addr();
         let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
@@ -59,7 +67,7 @@ impl Operator {
             "botctl serve",
             Command::new(env!("CARGO_BIN_EXE_botctl"))
                 .args(["serve", "--listen", &addr, "--resync", "1s"])
-                .args(["--caddy-admin", "none", "--port-range", ports])
+                .args(["--caddy-admin", caddy_admin, "--port-range", ports])
                 .env("BOTCLUSTER_POSTGRES", postgres)
                 .env("BOTCLUSTER_DATA_DIR", dir.path())
                 .env("RUST_LOG", "info")
@@ -512,4 +520,100 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     );
     assert_eq!(map_in(&lxd, &instances[1].0).await.unwrap(), s["map"]);
     op.delete(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bots_enforce_the_rate_limit_behind_a_caddy_without_the_module() {
+    let Some(pg) = require(postgres_url()) else {
+        return;
+    };
+    let Some(lxd) = require(lxd().await) else {
+        return;
+    };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let name = format!("e2e-{}-ratelimit", std::process::id());
+    let op = Operator::start_with(&pg, &port_range(3), caddy.admin_url());
+    let listen = free_port();
+    let spec = format!(
+        "  replicas: 1\n  loadBalancer:\n    listen: 127.0.0.1:{listen}\n    healthCheck: {{uri: /api/health, interval: 1s, timeout: 1s}}\n    rateLimit: {{requests: 5, window: 60s}}\n"
+    );
+    let o = op.apply(&name, &spec);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = op.botctl(&[
+        "wait",
+        &name,
+        "--for",
+        "condition=Ready",
+        "--timeout",
+        "300s",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        op.log()
+    );
+    let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    let cond = obj["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "RateLimitUnsupported")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bots enforce"),
+        "{cond}"
+    );
+    let inst = obj["status"]["instances"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let conf: Value = serde_json::from_slice(
+        &lxd.pull_file(&inst, "/opt/gbo/conf/botcluster.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(conf["rateLimit"]["requests"], 5);
+    let lb = format!("http://127.0.0.1:{listen}");
+    let http = reqwest::Client::new();
+    // Caddy may need a moment to see the instance healthy.
+    op.wait_for(
+        "the load balancer serving",
+        Duration::from_secs(60),
+        || async {
+            http.get(format!("{lb}/api/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let r = http.get(format!("{lb}/api/chat")).send().await.unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(
+        codes,
+        vec![200, 200, 200, 200, 200, 429, 429, 429],
+        "{codes:?}"
+    );
+    // Health checks are never limited: the instance stays in the pool.
+    assert!(http
+        .get(format!("{lb}/api/health"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    op.delete(&name).await;
+    drop(caddy);
 }
