@@ -595,8 +595,11 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
     assert!(op.json(&a)["metadata"]["deletionTimestamp"].is_null());
 
     // Clean up: --cascade deletes what the source applied; the hand-applied one by hand.
-    let out = op.ok(&["delete", "gitsource/fleet", "--cascade"]);
-    assert!(out.contains("deleted too"), "{out}");
+    let out = op.ok(&["delete", "gitsource/fleet", "--cascade", "--wait"]);
+    assert!(
+        out.contains("deleted too") && out.contains("gitsource/fleet deleted"),
+        "{out}"
+    );
     op.ok(&["wait", &a, "--for", "delete", "--timeout", "180s"]);
     op.ok(&["delete", &h, "--wait"]);
     assert!(containers(&lxd, &a).await.is_empty());
