@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use lxd_client::{Client, InstanceStatePut};
 use serde_json::Value;
-use test_support::{free_loopback_addr, require, Daemon, Missing};
+use test_support::git::git;
+use test_support::{free_loopback_addr, git_cli, require, Daemon, GitRepo, Missing};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -19,16 +20,6 @@ fn repo_root() -> PathBuf {
 
 fn image() -> String {
     std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
-}
-
-fn git_cli() -> Result<(), Missing> {
-    match Command::new("git").arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err(Missing::new(
-            "git is not on PATH",
-            "install git (`cargo xtask ci` does)",
-        )),
-    }
 }
 
 /// The LXD client with the test image, or what is missing.
@@ -79,84 +70,21 @@ fn of_a_dead_run(name: &str) -> bool {
         && parts.next().is_some_and(|rest| rest.starts_with('g'))
 }
 
-/// A bare repository (the "remote", reached as `file://`) and a work tree pushing to it.
-struct Repo {
-    _tmp: tempfile::TempDir,
-    work: PathBuf,
-    bare: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+/// The fleet's repository ([`GitRepo`]), committing files given as owned strings.
+struct Repo(GitRepo);
 
 impl Repo {
     fn new() -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let work = tmp.path().join("work");
-        let bare = tmp.path().join("fleet.git");
-        std::fs::create_dir_all(&work).unwrap();
-        git(
-            tmp.path(),
-            &["init", "-q", "--bare", bare.to_str().unwrap()],
-        );
-        git(&work, &["init", "-q"]);
-        Repo {
-            _tmp: tmp,
-            work,
-            bare,
-        }
+        Repo(GitRepo::new())
     }
     /// Writes (Some) or removes (None) files, commits and pushes; returns the commit.
     fn commit(&self, files: &[(&str, Option<String>)], msg: &str) -> String {
-        for (p, content) in files {
-            let full = self.work.join(p);
-            match content {
-                Some(c) => {
-                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-                    std::fs::write(&full, c).unwrap();
-                }
-                None => {
-                    let _ = std::fs::remove_file(&full);
-                }
-            }
-        }
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", msg]);
-        git(
-            &self.work,
-            &[
-                "push",
-                "-q",
-                self.bare.to_str().unwrap(),
-                "HEAD:refs/heads/main",
-            ],
-        );
-        git(&self.work, &["rev-parse", "HEAD"])
+        let refs: Vec<(&str, Option<&str>)> =
+            files.iter().map(|(p, c)| (*p, c.as_deref())).collect();
+        self.0.commit(&refs, msg)
     }
     fn url(&self) -> String {
-        format!("file://{}", self.bare.display())
+        self.0.url()
     }
 }
 
