@@ -284,6 +284,11 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
         dir.join(botcluster_server::TOKEN_FILE).display()
     );
     let (app, cache) = router_and_cache(state, Default::default());
+    // Specs may not claim the ports the operator itself uses (docs/security.md).
+    let app = app.layer(axum::Extension(botcluster_server::ReservedPorts {
+        operator_range: Some(args.port_range),
+        api: Some(args.listen),
+    }));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

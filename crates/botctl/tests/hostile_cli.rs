@@ -78,6 +78,37 @@ fn names_with_slashes_or_dots_never_reach_a_url() {
     }
     let o = run(&["get", "minimal"]);
     assert!(o.status.success(), "minimal was deleted: {}", text(&o));
+    // The operator's own ports are refused at apply time: its --port-range (default
+    // 20000-20999) and the API's listen port.
+    let port = addr.rsplit_once(':').unwrap().1;
+    for (extra, what) in [
+        (
+            "  hostPorts: {start: 20500, end: 20510}\n".to_string(),
+            "--port-range",
+        ),
+        (
+            format!("  loadBalancer: {{listen: \"{addr}\"}}\n"),
+            "the botcluster API's own",
+        ),
+        (
+            format!("  loadBalancer: {{listen: \":{port}\"}}\n"),
+            "the botcluster API's own",
+        ),
+    ] {
+        let f = dir.path().join("ports.yaml");
+        std::fs::write(
+            &f,
+            format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: ports\nspec:\n  image: botcluster-botserver\n{extra}"),
+        )
+        .unwrap();
+        let o = run(&["apply", "-f", f.to_str().unwrap()]);
+        assert!(!o.status.success(), "{extra}: {}", text(&o));
+        assert!(text(&o).contains(what), "{extra}: {}", text(&o));
+    }
+    assert!(
+        !run(&["get", "ports"]).status.success(),
+        "a refused cluster was stored"
+    );
     let o = run(&["get", "../../../metrics"]);
     assert!(!o.status.success());
     assert!(!text(&o).contains("botcluster_http"), "{}", text(&o));

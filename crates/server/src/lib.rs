@@ -46,6 +46,7 @@ pub use auth::{load_or_create_token, TOKEN_FILE};
 pub use error::{ApiError, ErrorBody};
 pub use gitsources::git_field_errors;
 pub use metrics::Metrics;
+pub use ports::ReservedPorts;
 
 /// The PUT body decoder as the server runs it on a blocking thread (UTF-8, JSON or YAML within
 /// the budget, one document, the URL's name, unknown fields, validation), without HTTP around

@@ -4,6 +4,9 @@
 //! the other cluster). What cannot be known at apply time (a port another program holds, the
 //! operator's own `--port-range`) stays the reconciler's `Blocked` condition.
 //!
+//! [`ReservedPorts`] (set by `botctl serve` as a request extension) adds the operator's own:
+//! its `--port-range` and the API's listen port.
+//!
 //! Two writes racing past this check at once are still separated at reconcile time by the
 //! port book; this check is for the common mistake, not a lock.
 
@@ -12,6 +15,65 @@ use std::net::IpAddr;
 use botcluster_api::spec::BotClusterSpec;
 use botcluster_api::FieldError;
 use botcluster_store::StoredObject;
+
+/// Ports the operator itself uses, which no spec may claim. `botctl serve` adds this to the
+/// router as an `axum::Extension`; without it only other clusters' ports are checked.
+#[derive(Clone, Debug, Default)]
+pub struct ReservedPorts {
+    /// `--port-range`: ports handed to clusters without `hostPorts`.
+    pub operator_range: Option<(u16, u16)>,
+    /// The API's own listen address.
+    pub api: Option<std::net::SocketAddr>,
+}
+
+/// One error per port `spec` claims that the operator reserves.
+pub(crate) fn reserved_clashes(spec: &BotClusterSpec, reserved: &ReservedPorts) -> Vec<FieldError> {
+    let mine = claims(spec);
+    let mut errors = Vec::new();
+    if let (Some(a), Some(r)) = (mine.host, reserved.operator_range) {
+        if overlap(a, r) {
+            errors.push(FieldError::new(
+                "spec.hostPorts",
+                format!(
+                    "{}-{} overlaps the operator's --port-range {}-{}, which it hands to clusters without hostPorts; use ports outside it",
+                    a.0, a.1, r.0, r.1
+                ),
+            ));
+        }
+    }
+    if let (Some(l), Some(r)) = (mine.listen, reserved.operator_range) {
+        if overlap((l.1, l.1), r) {
+            errors.push(FieldError::new(
+                "spec.loadBalancer.listen",
+                format!(
+                    "port {} is inside the operator's --port-range {}-{}; pick a port outside it",
+                    l.1, r.0, r.1
+                ),
+            ));
+        }
+    }
+    if let Some(api) = reserved.api {
+        let api_claim = ((!api.ip().is_unspecified()).then_some(api.ip()), api.port());
+        if mine.listen.is_some_and(|l| same_listener(l, api_claim)) {
+            errors.push(FieldError::new(
+                "spec.loadBalancer.listen",
+                format!("{api} is the botcluster API's own address; pick another port"),
+            ));
+        }
+        if let Some(a) = mine.host.filter(|a| overlap(*a, (api.port(), api.port()))) {
+            errors.push(FieldError::new(
+                "spec.hostPorts",
+                format!(
+                    "{}-{} holds port {}, the botcluster API's own; move the range",
+                    a.0,
+                    a.1,
+                    api.port()
+                ),
+            ));
+        }
+    }
+    errors
+}
 
 /// The host ports a spec claims.
 struct Claims {
@@ -186,6 +248,37 @@ mod tests {
         ] {
             assert!(clashes("new", &spec(s.clone()), &others).is_empty(), "{s}");
         }
+        let reserved = ReservedPorts {
+            operator_range: Some((21000, 21999)),
+            api: Some("127.0.0.1:7780".parse().unwrap()),
+        };
+        for (s, field) in [
+            (
+                json!({"hostPorts": {"start": 21990, "end": 22010}}),
+                "spec.hostPorts",
+            ),
+            (
+                json!({"hostPorts": {"start": 7770, "end": 7790}}),
+                "spec.hostPorts",
+            ),
+            (
+                json!({"loadBalancer": {"listen": "127.0.0.1:21500"}}),
+                "spec.loadBalancer.listen",
+            ),
+            (
+                json!({"loadBalancer": {"listen": ":7780"}}),
+                "spec.loadBalancer.listen",
+            ),
+        ] {
+            let e = reserved_clashes(&spec(s.clone()), &reserved);
+            assert!(e.iter().any(|e| e.field == field), "{s}: {e:?}");
+        }
+        assert!(reserved_clashes(
+            &spec(json!({"hostPorts": {"start": 22000, "end": 22010},
+                         "loadBalancer": {"listen": "127.0.0.2:7780"}})),
+            &reserved
+        )
+        .is_empty());
         assert!(clashes(
             "a",
             &spec(json!({"hostPorts": {"start": 20000, "end": 20010}})),

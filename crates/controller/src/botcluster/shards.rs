@@ -566,6 +566,50 @@ pub fn report(
     events
 }
 
+/// Publishes the shard gauges from `status` (apart from deriving it).
+pub fn publish(m: &crate::metrics::ControllerMetrics, name: &str, status: &BotClusterStatus) {
+    let Some(state) = &status.shard_map else {
+        let _ = m.shard_map_version.remove_label_values(&[name]);
+        let _ = m.shard_rebalance_pending.remove_label_values(&[name]);
+        forget_shares(m, name);
+        return;
+    };
+    let version = state.published.as_ref().map_or(0, |p| p.version);
+    m.shard_map_version
+        .with_label_values(&[name])
+        .set(i64::try_from(version).unwrap_or(i64::MAX));
+    m.shard_rebalance_pending
+        .with_label_values(&[name])
+        .set(i64::from(state.pending.is_some()));
+    forget_shares(m, name);
+    if let Some(b) = &state.balance {
+        for (shard, share) in &b.shares {
+            m.shard_share.with_label_values(&[name, shard]).set(*share);
+        }
+    }
+}
+
+/// Drops a cluster's `botcluster_shard_share` series (shards come and go).
+pub fn forget_shares(m: &crate::metrics::ControllerMetrics, name: &str) {
+    use prometheus::core::Collector;
+    for family in m.shard_share.collect() {
+        for metric in family.get_metric() {
+            let labels = metric.get_label();
+            let of = |k: &str| {
+                labels
+                    .iter()
+                    .find(|l| l.name() == k)
+                    .map(|l| l.value().to_string())
+            };
+            if of("cluster").as_deref() == Some(name) {
+                if let Some(shard) = of("shard") {
+                    let _ = m.shard_share.remove_label_values(&[name, &shard]);
+                }
+            }
+        }
+    }
+}
+
 impl BotClusterReconciler {
     /// Observes the tenant server and plans the shard sub-resource.
     pub(crate) async fn plan_shards(
