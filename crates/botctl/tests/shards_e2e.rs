@@ -506,6 +506,13 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     .await;
     let s = op.shards(&name).await;
     assert!(s["pending"].is_null());
+    // Replaced by a rename: the new file was written beside the old and moved over it.
+    for (inst, _) in &instances {
+        assert!(lxd
+            .pull_file(inst, "/opt/gbo/conf/shards.json.botcluster-new")
+            .await
+            .is_err_and(|e| e.is_not_found()));
+    }
     let metrics = op.metrics().await;
     assert!(
         metrics.contains(&format!(

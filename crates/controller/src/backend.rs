@@ -129,6 +129,12 @@ pub trait ContainerBackend: Send + Sync + 'static {
     ) -> Result<()>;
     /// Writes a file (parents created).
     async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()>;
+    /// Replaces a file so that a reader sees the old content or the new, never a part: on a
+    /// running LXD instance, written beside it and renamed over it (`mv -f`, one `rename(2)`);
+    /// on a stopped one (nobody reads), written in place. Default: [`Self::push_file`].
+    async fn replace_file(&self, name: &str, file: &FileSpec) -> Result<()> {
+        self.push_file(name, file).await
+    }
     /// Usage of the named (running) instances, by name.
     ///
     /// On LXD this reads each instance's own state, not `GET /1.0/metrics`: on LXD 5.0.2 the
@@ -372,6 +378,37 @@ impl ContainerBackend for LxdBackend {
             )
             .await
             .map_err(classify)
+    }
+
+    async fn replace_file(&self, name: &str, file: &FileSpec) -> Result<()> {
+        let tmp = FileSpec {
+            path: format!("{}.botcluster-new", file.path),
+            ..file.clone()
+        };
+        self.push_file(name, &tmp).await?;
+        // Fixed argument vector, run without a shell; the paths are the spec's, validated.
+        let exec = serde_json::json!({
+            "command": ["mv", "-f", tmp.path, file.path],
+            "wait-for-websocket": false,
+            "interactive": false,
+            "record-output": false,
+            "environment": {},
+        });
+        match self
+            .client
+            .request("POST", &format!("/1.0/instances/{name}/exec"), Some(&exec))
+            .await
+        {
+            Ok(meta) if meta.get("return").and_then(|r| r.as_i64()) == Some(0) => Ok(()),
+            // Not running (LXD refuses exec: nobody reads the file), or an image without
+            // `mv`: write it in place.
+            other => {
+                if let Ok(meta) = other {
+                    tracing::warn!(instance = name, path = %file.path, %meta, "mv over the file failed; writing it in place");
+                }
+                self.push_file(name, file).await
+            }
+        }
     }
 
     async fn usage(&self, names: &[String]) -> Result<HashMap<String, Usage>> {

@@ -181,6 +181,9 @@ impl<B: ContainerBackend> ContainerBackend for BreakerBackend<B> {
     async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()> {
         self.call(self.inner.push_file(name, file)).await
     }
+    async fn replace_file(&self, name: &str, file: &FileSpec) -> Result<()> {
+        self.call(self.inner.replace_file(name, file)).await
+    }
     async fn usage(&self, names: &[String]) -> Result<HashMap<String, Usage>> {
         self.call(self.inner.usage(names)).await
     }

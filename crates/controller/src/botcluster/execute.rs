@@ -250,8 +250,9 @@ impl Executor {
                 remove_devices,
             } => b.patch(name, config, devices, remove_devices).await,
             Action::PushFiles { name, files, hash } => {
+                // A running bot may be reading them (the shard map): replaced, not rewritten.
                 for f in files {
-                    b.push_file(name, f).await?;
+                    b.replace_file(name, f).await?;
                 }
                 self.record_files_hash(name, hash).await
             }
