@@ -67,6 +67,8 @@ pub fn run(args: &[&str]) -> Result<()> {
         crate::caddy::up(&[])?;
         println!("==> cargo xtask pg-up");
         crate::pg::up(&[])?;
+        println!("==> cargo xtask redis-up");
+        crate::redis::up(&[])?;
         ensure_promtool()?;
         ensure_git()?;
     }

@@ -14,6 +14,7 @@ mod fuzz;
 mod lxd;
 mod openapi;
 mod pg;
+mod redis;
 mod schema;
 mod schemathesis;
 mod util;
@@ -31,7 +32,7 @@ Chores:
   bench api       HTTP API speed on a release `botctl serve --no-controller` with 1/100/1000
                   clusters: wrk req/s and p50/p99 of reads vs /healthz, write → watcher latency,
                   memory (--sizes 1,100,1000, --seconds 5; installs wrk if missing)
-  ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, caddy-up, pg-up, all tests
+  ci              what CI runs: fmt --check, clippy -D warnings, lxd-up, caddy-up, pg-up, redis-up, all tests
                   (--no-daemons: skip starting LXD)
   fuzz            a bounded run of every fuzz target in fuzz/ (--seconds N each, default 10;
                   or name targets); installs cargo-fuzz into target/tools when missing
@@ -51,6 +52,9 @@ Chores:
   pg-up           install PostgreSQL if missing, run a private cluster on 127.0.0.1
                   ($BOTCLUSTER_PG_PORT, default 54329); prints its URL as the last line
   pg-down         stop the PostgreSQL that pg-up started
+  redis-up        install redis-server if missing, run a private one on 127.0.0.1
+                  ($BOTCLUSTER_REDIS_PORT, default 56379); prints host:port as the last line
+  redis-down      stop the redis-server that redis-up started
   help            this text
 ";
 
@@ -72,6 +76,8 @@ fn main() -> Result<()> {
         Some("caddy-down") => caddy::down(&rest),
         Some("pg-up") => pg::up(&rest),
         Some("pg-down") => pg::down(&rest),
+        Some("redis-up") => redis::up(&rest),
+        Some("redis-down") => redis::down(&rest),
         None | Some("help") | Some("--help") | Some("-h") => {
             print!("{HELP}");
             Ok(())

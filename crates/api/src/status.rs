@@ -44,6 +44,9 @@ pub struct BotClusterStatus {
     /// The published shard map, a rebalance waiting for approval, tenant databases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_map: Option<ShardMapStatus>,
+    /// The cache nodes (`spec.cache`), as last pinged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_nodes: Vec<CacheNodeStatus>,
     /// Error backoff of the reconcile loop, when failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffStatus>,
@@ -171,6 +174,21 @@ pub struct ShardMapStatus {
     /// Tenant databases (strategy `tenant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub databases: Option<TenantDatabasesStatus>,
+}
+
+/// One Redis node or sentinel of `spec.cache`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheNodeStatus {
+    /// `host:port`.
+    pub address: String,
+    /// `node` or `sentinel`.
+    pub role: String,
+    /// It answered `PING` with `PONG`.
+    pub ok: bool,
+    /// What went wrong, when not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Tenant databases on the PostgreSQL server.

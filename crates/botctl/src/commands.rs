@@ -306,7 +306,7 @@ pub async fn delete(
     let client = Client::new(conn)?;
     let (kind, name) = target(name);
     if kind == Kind::GitSource {
-        return crate::gitsource::delete(&client, name, cascade).await;
+        return crate::gitsource::delete(&client, name, cascade, wait_gone, timeout).await;
     }
     if cascade {
         bail!("--cascade applies to gitsource/NAME only; a BotCluster's containers are always torn down");

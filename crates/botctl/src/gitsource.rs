@@ -252,15 +252,40 @@ pub async fn show_status(client: &Client, name: &str, events: usize) -> Result<u
 }
 
 /// `botctl delete gitsource/NAME [--cascade]`.
-pub async fn delete(client: &Client, name: &str, cascade: bool) -> Result<u8> {
-    let path = format!(
-        "{}{}",
-        path_of("gitsources", name)?,
-        if cascade { "?cascade=true" } else { "" }
-    );
+/// With `wait`, until the source is gone (its clusters released or, with `cascade`, deletion
+/// requested), or `timeout`.
+pub async fn delete(
+    client: &Client,
+    name: &str,
+    cascade: bool,
+    wait: bool,
+    timeout: Duration,
+) -> Result<u8> {
+    let object = path_of("gitsources", name)?;
+    let path = format!("{object}{}", if cascade { "?cascade=true" } else { "" });
     let reply = client.send(Method::DELETE, &path, None).await?;
     outln!("{}", s(&reply.body, "/message"));
-    Ok(0)
+    if !wait {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    loop {
+        match client.get(&object).await {
+            Err(e) if crate::client::is_not_found(&e) => {
+                outln!("gitsource/{} deleted", clean(name));
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+            Ok(_) if started.elapsed() >= timeout => {
+                errln!(
+                    "error: timed out after {timeout:?} waiting for gitsource/{} to go",
+                    clean(name)
+                );
+                return Ok(1);
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// `botctl sync NAME`: asks for a poll now and waits until the controller handled it,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use lxd_client::{Client, InstanceStatePut};
 use serde_json::Value;
-use test_support::{free_loopback_addr, require, Daemon, Missing};
+use test_support::git::git;
+use test_support::{free_loopback_addr, git_cli, require, Daemon, GitRepo, Missing};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -19,16 +20,6 @@ fn repo_root() -> PathBuf {
 
 fn image() -> String {
     std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
-}
-
-fn git_cli() -> Result<(), Missing> {
-    match Command::new("git").arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err(Missing::new(
-            "git is not on PATH",
-            "install git (`cargo xtask ci` does)",
-        )),
-    }
 }
 
 /// The LXD client with the test image, or what is missing.
@@ -79,84 +70,21 @@ fn of_a_dead_run(name: &str) -> bool {
         && parts.next().is_some_and(|rest| rest.starts_with('g'))
 }
 
-/// A bare repository (the "remote", reached as `file://`) and a work tree pushing to it.
-struct Repo {
-    _tmp: tempfile::TempDir,
-    work: PathBuf,
-    bare: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+/// The fleet's repository ([`GitRepo`]), committing files given as owned strings.
+struct Repo(GitRepo);
 
 impl Repo {
     fn new() -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let work = tmp.path().join("work");
-        let bare = tmp.path().join("fleet.git");
-        std::fs::create_dir_all(&work).unwrap();
-        git(
-            tmp.path(),
-            &["init", "-q", "--bare", bare.to_str().unwrap()],
-        );
-        git(&work, &["init", "-q"]);
-        Repo {
-            _tmp: tmp,
-            work,
-            bare,
-        }
+        Repo(GitRepo::new())
     }
     /// Writes (Some) or removes (None) files, commits and pushes; returns the commit.
     fn commit(&self, files: &[(&str, Option<String>)], msg: &str) -> String {
-        for (p, content) in files {
-            let full = self.work.join(p);
-            match content {
-                Some(c) => {
-                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-                    std::fs::write(&full, c).unwrap();
-                }
-                None => {
-                    let _ = std::fs::remove_file(&full);
-                }
-            }
-        }
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", msg]);
-        git(
-            &self.work,
-            &[
-                "push",
-                "-q",
-                self.bare.to_str().unwrap(),
-                "HEAD:refs/heads/main",
-            ],
-        );
-        git(&self.work, &["rev-parse", "HEAD"])
+        let refs: Vec<(&str, Option<&str>)> =
+            files.iter().map(|(p, c)| (*p, c.as_deref())).collect();
+        self.0.commit(&refs, msg)
     }
     fn url(&self) -> String {
-        format!("file://{}", self.bare.display())
+        self.0.url()
     }
 }
 
@@ -595,8 +523,11 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
     assert!(op.json(&a)["metadata"]["deletionTimestamp"].is_null());
 
     // Clean up: --cascade deletes what the source applied; the hand-applied one by hand.
-    let out = op.ok(&["delete", "gitsource/fleet", "--cascade"]);
-    assert!(out.contains("deleted too"), "{out}");
+    let out = op.ok(&["delete", "gitsource/fleet", "--cascade", "--wait"]);
+    assert!(
+        out.contains("deleted too") && out.contains("gitsource/fleet deleted"),
+        "{out}"
+    );
     op.ok(&["wait", &a, "--for", "delete", "--timeout", "180s"]);
     op.ok(&["delete", &h, "--wait"]);
     assert!(containers(&lxd, &a).await.is_empty());
@@ -633,14 +564,16 @@ fn offline(op: &Operator, what: &[&str]) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unreachable_repository_is_stalled_with_a_growing_backoff() {
+async fn an_unreachable_repository_is_stalled_with_a_growing_backoff_until_sync_finds_it() {
     if require(git_cli()).is_none() {
         return;
     }
     let op = Operator::start(port_range());
+    // A repository that does not exist yet (under the operator's temp dir).
+    let late = op.dir.path().join("nonexistent/fleet.git");
     let source = format!(
-        "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: lost}}\nspec:\n  url: file:///nonexistent-{}/fleet.git\n  interval: 1h\n",
-        std::process::id()
+        "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: lost}}\nspec:\n  url: file://{}\n  interval: 1h\n",
+        late.display()
     );
     assert!(op.apply(&source, &[]).status.success());
     let first = op.until("gitsource/lost", Duration::from_secs(30), |v| {
@@ -667,5 +600,31 @@ async fn an_unreachable_repository_is_stalled_with_a_growing_backoff() {
         retry(&later)
     );
     assert!(later.pointer("/status/lastAppliedRevision").is_none());
+    // Five failures in a row: the next try is 8 s (±20 %) away. The repository appears;
+    // `botctl sync` cuts the backoff short and applies it within 5 s.
+    op.until("gitsource/lost", Duration::from_secs(30), |v| {
+        v.pointer("/status/backoff/failures")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            >= 5
+    });
+    std::fs::create_dir_all(late.parent().unwrap()).unwrap();
+    git(
+        late.parent().unwrap(),
+        &["init", "-q", "--bare", late.to_str().unwrap()],
+    );
+    let work = op.dir.path().join("late-work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q"]);
+    git(&work, &["commit", "-q", "--allow-empty", "-m", "empty"]);
+    git(
+        &work,
+        &["push", "-q", late.to_str().unwrap(), "HEAD:refs/heads/main"],
+    );
+    let out = op.ok(&["sync", "lost", "--timeout", "5s"]);
+    assert!(out.contains("synced: main@sha1:"), "{out}");
+    let v = op.json("gitsource/lost");
+    assert_eq!(s(condition(&v, "Stalled"), "/status"), "False", "{v:#}");
+    assert!(v.pointer("/status/backoff").is_none(), "{v:#}");
     op.ok(&["delete", "gitsource/lost"]);
 }

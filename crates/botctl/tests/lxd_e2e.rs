@@ -1232,7 +1232,7 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         return;
     };
     op.apply(
-        "  replicas: 1\n  resources:\n    cpu: 1\n    memory: 256MiB\n  health:\n    interval: 1s\n    timeout: 1s\n  autoscaling:\n    enabled: true\n    minInstances: 1\n    maxInstances: 3\n    cpuThreshold: 25\n    checkInterval: 2s\n    cooldown: 20s\n",
+        "  replicas: 1\n  resources:\n    cpu: 1\n    memory: 256MiB\n  health:\n    interval: 1s\n    timeout: 1s\n  autoscaling:\n    enabled: true\n    minInstances: 1\n    maxInstances: 3\n    cpuThreshold: 10\n    checkInterval: 2s\n    cooldown: 20s\n",
     );
     op.wait_ready();
     let url = instance_urls(&op.get()).remove(0);
@@ -1244,8 +1244,10 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         Some(&Value::from(1)),
         "{idle}"
     );
-    // Burn a whole CPU in the only instance for 20 s: 100 % of limits.cpu, four times the
-    // target (a low target: on a loaded 2-core host the busy loop gets well under a core).
+    // Burn a whole CPU in the only instance for 20 s: 100 % of limits.cpu, ten times the
+    // target. The target is low because the end-to-end tests run at once on 2 cores: the busy
+    // loop was seen to get under a quarter of a core (load average 9), while an idle
+    // botserver-sim stays near 0 %.
     let busy_at = Instant::now();
     reqwest::Client::new()
         .post(format!("{url}/sim/busy?cpu_secs=20"))
@@ -1270,9 +1272,10 @@ async fn busy_containers_scale_up_within_a_check_interval_and_down_only_after_th
         a["decidedBy"].as_str().is_some_and(|d| d.contains("cpu")),
         "{a}"
     );
-    // The check interval is 2 s; allow for the CPU sample that must span the load.
+    // The check interval is 2 s; allow for the CPU sample that must span the load, and for a
+    // loaded host.
     assert!(
-        reacted < Duration::from_secs(10),
+        reacted < Duration::from_secs(15),
         "reacted only after {reacted:?}"
     );
     op.wait_for("2 instances ready", Duration::from_secs(120), || async {

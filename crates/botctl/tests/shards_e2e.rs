@@ -6,7 +6,11 @@
 //!   nothing;
 //! - the map: in every container, equal to the API's; 10,000 random keys route to the same
 //!   shard through the API and through the bot inside a container; a manual rebalance
-//!   publishes nothing until approved.
+//!   publishes nothing until approved;
+//! - the bots' settings file: the rate limit reaches the bot, which enforces it behind a Caddy
+//!   that has no rate-limit module (429s through Caddy past the limit);
+//! - cache nodes: each is pinged (a real `redis-server` from `cargo xtask redis-up`) and
+//!   reported in status.
 //!
 //! Names carry this process's pid (`e2e-<pid>-...`); each test deletes what it made.
 
@@ -16,7 +20,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use test_support::{free_loopback_addr, postgres_url, require, Daemon, Missing};
+use test_support::{
+    free_loopback_addr, free_port, postgres_url, redis_addr, require, Admin, Caddy, Daemon, Missing,
+};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -52,6 +58,10 @@ struct Operator {
 
 impl Operator {
     fn start(postgres: &str, ports: &str) -> Operator {
+        Self::start_with(postgres, ports, "none")
+    }
+
+    fn start_with(postgres: &str, ports: &str, caddy_admin: &str) -> Operator {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_loopback_addr();
         let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
@@ -59,7 +69,7 @@ impl Operator {
             "botctl serve",
             Command::new(env!("CARGO_BIN_EXE_botctl"))
                 .args(["serve", "--listen", &addr, "--resync", "1s"])
-                .args(["--caddy-admin", "none", "--port-range", ports])
+                .args(["--caddy-admin", caddy_admin, "--port-range", ports])
                 .env("BOTCLUSTER_POSTGRES", postgres)
                 .env("BOTCLUSTER_DATA_DIR", dir.path())
                 .env("RUST_LOG", "info")
@@ -125,6 +135,41 @@ impl Operator {
         v["events"].as_array().cloned().unwrap_or_default()
     }
 
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Mutating LXD requests the operator has sent (from its /metrics).
+    async fn lxd_writes(&self) -> f64 {
+        let text = self
+            .http
+            .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("botcluster_lxd_requests_total{"))
+            .filter(|l| {
+                ["POST", "PUT", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|m| l.contains(&format!("method=\"{m}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
+            .sum()
+    }
+
     fn log(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -154,7 +199,8 @@ impl Operator {
     }
 
     async fn delete(&self, name: &str) {
-        let o = self.botctl(&["delete", name, "--wait", "--timeout", "120s"]);
+        // LXD 5.0.2 here can take a minute to delete a stopped container.
+        let o = self.botctl(&["delete", name, "--wait", "--timeout", "300s"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -355,6 +401,17 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     for (inst, _) in &instances {
         assert_eq!(map_in(&lxd, inst).await.as_ref(), Some(&api_map), "{inst}");
     }
+    // Passes with nothing changed (resync 1 s) push no map and write nothing to LXD.
+    let writes = op.lxd_writes().await;
+    assert!(writes > 0.0, "the metric counts the creates");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        op.lxd_writes().await,
+        writes,
+        "an idle pass wrote to LXD\n{}",
+        op.log()
+    );
+    assert_eq!(op.shards(&name).await["map"]["version"], 1);
 
     // 10,000 random keys: the API and the bot inside a container answer the same shard.
     let mut seed = std::process::id() as u64 | 1;
@@ -449,6 +506,155 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     .await;
     let s = op.shards(&name).await;
     assert!(s["pending"].is_null());
+    let metrics = op.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "botcluster_shard_map_version{{cluster=\"{name}\"}} 2"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("botcluster_shard_share{") && l.contains(&name))
+            .count(),
+        5
+    );
     assert_eq!(map_in(&lxd, &instances[1].0).await.unwrap(), s["map"]);
+    op.delete(&name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bots_enforce_the_rate_limit_behind_a_caddy_without_the_module() {
+    let Some(pg) = require(postgres_url()) else {
+        return;
+    };
+    let Some(lxd) = require(lxd().await) else {
+        return;
+    };
+    let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let name = format!("e2e-{}-ratelimit", std::process::id());
+    let op = Operator::start_with(&pg, &port_range(3), caddy.admin_url());
+    let listen = free_port();
+    let spec = format!(
+        "  replicas: 1\n  loadBalancer:\n    listen: 127.0.0.1:{listen}\n    healthCheck: {{uri: /api/health, interval: 1s, timeout: 1s}}\n    rateLimit: {{requests: 5, window: 60s}}\n"
+    );
+    let o = op.apply(&name, &spec);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = op.botctl(&[
+        "wait",
+        &name,
+        "--for",
+        "condition=Ready",
+        "--timeout",
+        "300s",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        op.log()
+    );
+    let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    let cond = obj["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "RateLimitUnsupported")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("bots enforce"),
+        "{cond}"
+    );
+    let inst = obj["status"]["instances"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let conf: Value = serde_json::from_slice(
+        &lxd.pull_file(&inst, "/opt/gbo/conf/botcluster.json")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(conf["rateLimit"]["requests"], 5);
+    let lb = format!("http://127.0.0.1:{listen}");
+    let http = reqwest::Client::new();
+    // Caddy may need a moment to see the instance healthy.
+    op.wait_for(
+        "the load balancer serving",
+        Duration::from_secs(60),
+        || async {
+            http.get(format!("{lb}/api/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )
+    .await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let r = http.get(format!("{lb}/api/chat")).send().await.unwrap();
+        codes.push(r.status().as_u16());
+    }
+    assert_eq!(
+        codes,
+        vec![200, 200, 200, 200, 200, 429, 429, 429],
+        "{codes:?}"
+    );
+    // Health checks are never limited: the instance stays in the pool.
+    assert!(http
+        .get(format!("{lb}/api/health"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    op.delete(&name).await;
+    drop(caddy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_nodes_are_pinged_and_a_dead_one_is_reported() {
+    let Some(pg) = require(postgres_url()) else {
+        return;
+    };
+    let Some(redis) = require(redis_addr()) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let name = format!("e2e-{}-cache", std::process::id());
+    let op = Operator::start(&pg, &port_range(4));
+    let spec = |node: &str| {
+        format!("  replicas: 0\n  cache:\n    mode: single\n    nodes: [\"{node}\"]\n")
+    };
+    assert!(op.apply(&name, &spec(&redis)).status.success());
+    let cond = |obj: &Value| {
+        obj["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "CacheReady").cloned())
+            .unwrap_or(Value::Null)
+    };
+    op.wait_for("CacheReady=True", Duration::from_secs(30), || async {
+        cond(&op.api(&format!("/api/v1/botclusters/{name}")).await.1)["status"] == "True"
+    })
+    .await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    assert!(op.apply(&name, &spec(&dead)).status.success());
+    op.wait_for("CacheReady=False", Duration::from_secs(30), || async {
+        let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+        cond(&obj)["status"] == "False"
+            && obj["status"]["cacheNodes"][0]["ok"] == false
+            && cond(&obj)["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&dead))
+    })
+    .await;
     op.delete(&name).await;
 }

@@ -3,7 +3,8 @@
 //! It answers `GET /api/health` in botserver's shape, answers every other path with its
 //! instance name, and has control endpoints (`/sim/...`) and a config file
 //! (`/etc/botserver/sim.json`) that make it unhealthy, slow, busy or queued on demand. It
-//! routes keys with the shard map the operator writes (`/api/shards/route`, see `shards`).
+//! routes keys with the shard map the operator writes (`/api/shards/route`, see `shards`) and
+//! enforces the rate limit it is given (`ratelimit`).
 //! See `docs/lxd-setup.md` for how it is packed into the LXD test image.
 
 use std::io::{BufReader, Read};
@@ -13,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 pub mod http;
+pub mod ratelimit;
 pub mod shards;
 pub mod sim;
 

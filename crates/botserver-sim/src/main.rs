@@ -9,6 +9,7 @@ use botserver_sim::{serve, Sim};
 
 const USAGE: &str = "\
 botserver-sim [--listen ADDR] [--name NAME] [--config-dir DIR] [--shard-map FILE]
+              [--bot-config FILE]
 
   --listen ADDR      address to listen on (env BOTSERVER_LISTEN, default 127.0.0.1:8080)
   --name NAME        instance name to report (env BOTSERVER_NAME, else /etc/hostname,
@@ -17,6 +18,8 @@ botserver-sim [--listen ADDR] [--name NAME] [--config-dir DIR] [--shard-map FILE
                      (env BOTSERVER_CONFIG_DIR, default /etc/botserver)
   --shard-map FILE   the shard map the operator writes (env BOTSERVER_SHARD_MAP,
                      default /opt/gbo/conf/shards.json)
+  --bot-config FILE  the bots' settings the operator writes, whose rateLimit is enforced
+                     (env BOTSERVER_BOT_CONFIG, default /opt/gbo/conf/botcluster.json)
 
 Routes: GET /api/health; GET /api/shards, GET /api/shards/route?key=K (tenant=, region=),
 POST /api/shards/route (one key per line); POST /sim/healthy, /sim/unhealthy, /sim/slow?ms=N,
@@ -29,6 +32,7 @@ struct Options {
     name: String,
     config_dir: PathBuf,
     shard_map: PathBuf,
+    bot_config: PathBuf,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -46,6 +50,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut name = None;
     let mut config_dir = None;
     let mut shard_map = None;
+    let mut bot_config = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let slot = match arg.as_str() {
@@ -54,6 +59,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             "--name" => &mut name,
             "--config-dir" => &mut config_dir,
             "--shard-map" => &mut shard_map,
+            "--bot-config" => &mut bot_config,
             other => return Err(format!("unknown argument `{other}`")),
         };
         let value = it.next().ok_or(format!("{arg} needs a value"))?;
@@ -75,6 +81,10 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         shard_map: shard_map
             .or_else(|| env("BOTSERVER_SHARD_MAP"))
             .unwrap_or_else(|| botserver_sim::shards::DEFAULT_MAP_PATH.into())
+            .into(),
+        bot_config: bot_config
+            .or_else(|| env("BOTSERVER_BOT_CONFIG"))
+            .unwrap_or_else(|| botserver_sim::ratelimit::DEFAULT_CONFIG_PATH.into())
             .into(),
     }))
 }
@@ -103,8 +113,11 @@ fn main() -> ExitCode {
         .local_addr()
         .map_or(options.listen.clone(), |a| a.to_string());
     eprintln!("botserver-sim {} listening on {shown}", options.name);
-    let sim =
-        Arc::new(Sim::new(options.name, options.config_dir).with_shard_map(options.shard_map));
+    let sim = Arc::new(
+        Sim::new(options.name, options.config_dir)
+            .with_shard_map(options.shard_map)
+            .with_bot_config(options.bot_config),
+    );
     match serve(listener, sim) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -31,6 +31,8 @@ pub struct Sim {
     config_dir: PathBuf,
     /// The shard map file the operator writes (`/opt/gbo/conf/shards.json`).
     shard_map: PathBuf,
+    /// The rate limit the operator gives the bots (`/opt/gbo/conf/botcluster.json`).
+    limiter: crate::ratelimit::Limiter,
     started: Instant,
     healthy: AtomicBool,
     slow_ms: AtomicU64,
@@ -58,6 +60,7 @@ impl Sim {
             name: name.into(),
             config_dir: config_dir.into(),
             shard_map: PathBuf::from(crate::shards::DEFAULT_MAP_PATH),
+            limiter: crate::ratelimit::Limiter::new(crate::ratelimit::DEFAULT_CONFIG_PATH),
             started: now,
             healthy: AtomicBool::new(true),
             slow_ms: AtomicU64::new(0),
@@ -71,6 +74,13 @@ impl Sim {
     /// Reads the shard map from `path` instead of `/opt/gbo/conf/shards.json`.
     pub fn with_shard_map(mut self, path: impl Into<PathBuf>) -> Self {
         self.shard_map = path.into();
+        self
+    }
+
+    /// Reads the bots' settings (the rate limit) from `path` instead of
+    /// `/opt/gbo/conf/botcluster.json`.
+    pub fn with_bot_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.limiter = crate::ratelimit::Limiter::new(path);
         self
     }
 
@@ -88,6 +98,9 @@ impl Sim {
     /// (except for `/sim/` control requests, so a test can always undo a long delay quickly).
     pub fn respond(&self, req: &Request) -> Response {
         self.apply_config_file();
+        if let Some(limited) = self.limiter.check(req) {
+            return limited.with_header("X-Botserver-Instance", &self.name);
+        }
         let response = self.route(req);
         if !req.path.starts_with("/sim/") {
             let delay = self.slow_ms.load(Ordering::Relaxed);

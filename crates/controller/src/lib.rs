@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod botcluster;
 pub mod breaker;
+pub mod cacheprobe;
 pub mod gitsource;
 pub mod health;
 pub mod metrics;

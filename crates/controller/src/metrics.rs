@@ -43,6 +43,13 @@ pub struct ControllerMetrics {
     pub rollout_stalled: IntGaugeVec,
     /// `botcluster_autoscaler_metric{cluster,metric}`: the average the autoscaler last saw.
     pub autoscaler_metric: prometheus::GaugeVec,
+    /// `botcluster_shard_map_version{cluster}`: the published shard map's version.
+    pub shard_map_version: IntGaugeVec,
+    /// `botcluster_shard_rebalance_pending{cluster}`: 1 while a rebalance waits for approval.
+    pub shard_rebalance_pending: IntGaugeVec,
+    /// `botcluster_shard_share{cluster,shard}`: a shard's share of the keys (0..1); shards are
+    /// at most 1024 per cluster (validation).
+    pub shard_share: prometheus::GaugeVec,
     /// `botcluster_lxd_requests_total{method,path,code}`.
     pub lxd_requests: IntCounterVec,
     /// `botcluster_proxy_config_pushes_total{result}`: writes of a cluster's proxy config.
@@ -195,6 +202,39 @@ impl ControllerMetrics {
                         "Containers made from the cluster's current spec (image and profiles)",
                     ),
                     &["cluster"],
+                )
+                .expect("static"),
+            ),
+            shard_map_version: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "botcluster_shard_map_version",
+                        "Version of the cluster's published shard map",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            shard_rebalance_pending: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "botcluster_shard_rebalance_pending",
+                        "1 while a shard rebalance waits for approval",
+                    ),
+                    &["cluster"],
+                )
+                .expect("static"),
+            ),
+            shard_share: reg(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new(
+                        "botcluster_shard_share",
+                        "A shard's share of the keys under the published map (0..1)",
+                    ),
+                    &["cluster", "shard"],
                 )
                 .expect("static"),
             ),

@@ -1,106 +1,20 @@
 //! Against the real git: temp repositories, file:// and local-path URLs. Without git these
 //! fail under a truthy `CI` and are skipped otherwise (`test_support::require`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use git_client::{Git, GitCli, GitError, GitRef, Remote, RepoUrl};
-use test_support::{require, Missing};
+use test_support::git::git;
+use test_support::{git_cli, require, GitRepo};
 
 /// The real git, or why it is missing.
 fn real_git() -> Option<()> {
-    let found = Command::new("git")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    require(if found {
-        Ok(())
-    } else {
-        Err(Missing::new(
-            "git is not on PATH",
-            "install git (`cargo xtask ci` does)",
-        ))
-    })
+    require(git_cli())
 }
 
-/// A bare "remote" and a work tree that pushes to it.
-struct Upstream {
-    _tmp: tempfile::TempDir,
-    work: PathBuf,
-    bare: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-impl Upstream {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let work = tmp.path().join("work");
-        let bare = tmp.path().join("remote.git");
-        std::fs::create_dir_all(&work).unwrap();
-        git(
-            tmp.path(),
-            &["init", "-q", "--bare", bare.to_str().unwrap()],
-        );
-        git(&work, &["init", "-q"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Upstream {
-            _tmp: tmp,
-            work,
-            bare,
-        }
-    }
-    fn commit(&self, files: &[(&str, Option<&str>)], msg: &str) -> String {
-        for (p, content) in files {
-            let full = self.work.join(p);
-            match content {
-                Some(c) => {
-                    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-                    std::fs::write(&full, c).unwrap();
-                }
-                None => {
-                    let _ = std::fs::remove_file(&full);
-                }
-            }
-        }
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", msg]);
-        git(
-            &self.work,
-            &["push", "-q", "origin", "HEAD:refs/heads/main"],
-        );
-        git(&self.work, &["rev-parse", "HEAD"])
-    }
-    fn file_url(&self) -> RepoUrl {
-        RepoUrl::parse(&format!("file://{}", self.bare.display())).unwrap()
-    }
-    fn remote(&self) -> Remote {
-        Remote::new(self.file_url(), Duration::from_secs(20))
-    }
+/// The repository as a `file://` remote.
+fn remote(up: &GitRepo) -> Remote {
+    Remote::new(RepoUrl::parse(&up.url()).unwrap(), Duration::from_secs(20))
 }
 
 fn branch() -> GitRef {
@@ -112,7 +26,7 @@ async fn resolve_fetch_and_read_the_yaml_under_a_path() {
     if real_git().is_none() {
         return;
     }
-    let up = Upstream::new();
+    let up = GitRepo::new();
     let first = up.commit(
         &[
             ("clusters/a.yaml", Some("a: 1\n")),
@@ -125,7 +39,7 @@ async fn resolve_fetch_and_read_the_yaml_under_a_path() {
     );
     let cache = tempfile::tempdir().unwrap();
     let git = GitCli::new(cache.path());
-    let remote = up.remote();
+    let remote = remote(&up);
     assert_eq!(git.resolve(&remote, &branch()).await.unwrap(), first);
     assert_eq!(git.fetch(&remote, &branch()).await.unwrap(), first);
     let files = git
@@ -173,10 +87,10 @@ async fn a_local_path_tags_and_commits_work_too() {
     if real_git().is_none() {
         return;
     }
-    let up = Upstream::new();
+    let up = GitRepo::new();
     let first = up.commit(&[("a.yaml", Some("a: 1\n"))], "one");
     git(&up.work, &["tag", "-a", "v1", "-m", "v1"]);
-    git(&up.work, &["push", "-q", "origin", "v1"]);
+    up.push("v1");
     let _second = up.commit(&[("a.yaml", Some("a: 2\n"))], "two");
     let cache = tempfile::tempdir().unwrap();
     let git = GitCli::new(cache.path());
@@ -202,11 +116,11 @@ async fn unknown_refs_and_commits_are_named_in_the_error() {
     if real_git().is_none() {
         return;
     }
-    let up = Upstream::new();
+    let up = GitRepo::new();
     up.commit(&[("a.yaml", Some("a: 1\n"))], "one");
     let cache = tempfile::tempdir().unwrap();
     let git = GitCli::new(cache.path());
-    let remote = up.remote();
+    let remote = remote(&up);
     let nope = GitRef::Branch("nope".into());
     let e = git.resolve(&remote, &nope).await.unwrap_err();
     assert!(matches!(e, GitError::RefNotFound { .. }), "{e}");
@@ -247,11 +161,11 @@ async fn a_broken_cache_is_rebuilt_and_the_fetch_succeeds() {
     if real_git().is_none() {
         return;
     }
-    let up = Upstream::new();
+    let up = GitRepo::new();
     let first = up.commit(&[("a.yaml", Some("a: 1\n"))], "one");
     let cache = tempfile::tempdir().unwrap();
     let git = GitCli::new(cache.path());
-    let remote = up.remote();
+    let remote = remote(&up);
     git.fetch(&remote, &branch()).await.unwrap();
     let dir = git.cache_dir(&remote.url);
     // What a crash or a full disk may leave: a truncated HEAD, an objects dir gone, stale locks.

@@ -326,9 +326,11 @@ fn common_route(
             notices.push(Notice::RateLimitUnsupported {
                 message: format!(
                     "rateLimit is enabled, but this Caddy has no {RATE_LIMIT_MODULE} module (Debian's \
-                     caddy 2.6.2 has none), so no rate limit is applied. Install a Caddy built with \
-                     github.com/mholt/caddy-ratelimit, e.g. `xcaddy build --with \
-                     github.com/mholt/caddy-ratelimit`, or rate-limit in botserver"
+                     caddy 2.6.2 has none), so the bots enforce it instead: each bot limits every \
+                     client (X-Forwarded-For) to rateLimit.requests per window on its own, so the \
+                     fleet admits up to that many times the number of bots. For one limit at the \
+                     load balancer install a Caddy built with github.com/mholt/caddy-ratelimit, \
+                     e.g. `xcaddy build --with github.com/mholt/caddy-ratelimit`"
                 ),
             });
         }

@@ -7,20 +7,20 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use botcluster_api::gitsource::{
     gitsource_from_value, GitSource, DELETE_POLICY_ANNOTATION, GITSOURCE_KIND, SYNC_ANNOTATION,
 };
 use botcluster_api::{FieldError, ObjectMeta, ValidationErrors};
-use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
+use botcluster_store::{Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
 use crate::cache::{CachedObject, WatchCache};
 use crate::collection::json_response;
-use crate::handlers::{dry_run, to_document};
-use crate::{ApiError, AppState, CHANGE_HEADER};
+use crate::handlers::{dry_run, events_page, to_document, written};
+use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -130,18 +130,7 @@ pub async fn events(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     load(&s, &name).await?;
-    let limit = match q.get("limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("limit \"{l}\" must be a number from 1 to 500"))
-            })?,
-    };
-    let events = s.store.events(GITSOURCE_KIND, &name, limit).await?;
-    Ok(Json(json!({"name": name, "events": events})))
+    events_page(&s, GITSOURCE_KIND, &name, &q).await
 }
 
 pub async fn put(
@@ -205,21 +194,7 @@ pub async fn put(
     } else {
         to_document(&obj)
     };
-    let code = if change == Change::Created && !dry {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (code, Json(body)).into_response();
-    resp.headers_mut().insert(
-        CHANGE_HEADER,
-        HeaderValue::from_static(match change {
-            Change::Created => "created",
-            Change::Configured => "configured",
-            Change::Unchanged => "unchanged",
-        }),
-    );
-    Ok(resp)
+    Ok(written(change, dry, body))
 }
 
 /// Writes the stored spec again with `annotations` changed (no generation bump).

@@ -113,6 +113,16 @@ pub async fn events(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     load(&cache, &name).await?;
+    events_page(&s, BOTCLUSTER_KIND, &name, &q).await
+}
+
+/// `GET .../{name}/events?limit=N` of any kind, once the object was found.
+pub(crate) async fn events_page(
+    s: &AppState,
+    kind: &str,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<Json<Value>> {
     let limit = match q.get("limit") {
         None => 50,
         Some(l) => l
@@ -123,7 +133,7 @@ pub async fn events(
                 ApiError::bad_request(format!("limit \"{l}\" must be a number from 1 to 500"))
             })?,
     };
-    let events = s.store.events(BOTCLUSTER_KIND, &name, limit).await?;
+    let events = s.store.events(kind, name, limit).await?;
     Ok(Json(json!({"name": name, "events": events})))
 }
 
@@ -241,12 +251,18 @@ pub async fn put(
             .inc();
         tracing::info!(name = %name, change = %change, generation = obj.generation(), "spec written");
     }
+    Ok(written(change, dry, doc))
+}
+
+/// The answer to a PUT of any kind: 201 for a creation (200 otherwise, and for dry runs),
+/// with [`CHANGE_HEADER`] naming what the write did.
+pub(crate) fn written(change: Change, dry: bool, body: Value) -> Response {
     let code = if change == Change::Created && !dry {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let mut resp = (code, Json(doc)).into_response();
+    let mut resp = (code, Json(body)).into_response();
     resp.headers_mut().insert(
         CHANGE_HEADER,
         HeaderValue::from_static(match change {
@@ -255,7 +271,7 @@ pub async fn put(
             Change::Unchanged => "unchanged",
         }),
     );
-    Ok(resp)
+    resp
 }
 
 /// Who writes: the `x-botcluster-manager` header (`botctl`), else `api`.

@@ -176,6 +176,28 @@ fn ops() -> Vec<Op> {
         },
         Op {
             method: "get",
+            path: "/api/v1/botclusters/{name}/shards",
+            id: "readBotClusterShards",
+            summary: "a BotCluster's published shard map, pending rebalance, balance and tenant databases (404 NoShardMap without one)",
+            query: &[],
+            body: None,
+            public: false,
+        },
+        Op {
+            method: "get",
+            path: "/api/v1/botclusters/{name}/shards/route",
+            id: "routeBotClusterShard",
+            summary: "where a key, tenant or region lands under the published shard map",
+            query: &[
+                ("key", "a key (hash and range maps)"),
+                ("tenant", "a tenant (tenant maps)"),
+                ("region", "a region (geo maps)"),
+            ],
+            body: None,
+            public: false,
+        },
+        Op {
+            method: "get",
             path: "/api/v1/gitsources",
             id: "listGitSources",
             summary: "list GitSources (pages, selectors)",
@@ -275,6 +297,26 @@ fn successes(id: &str) -> Vec<(&'static str, Value)> {
         "listBotClusterEvents" | "listGitSourceEvents" => {
             vec![("200", js("events", events_page()))]
         }
+        "readBotClusterShards" => vec![(
+            "200",
+            js(
+                "the shard map",
+                json!({"type": "object", "required": ["name", "map"], "properties": {
+                    "name": {"type": "string"}, "version": {"type": ["integer", "null"]},
+                    "map": {"type": ["object", "null"]}, "pending": {"type": ["object", "null"]},
+                    "balance": {"type": ["object", "null"]}, "databases": {"type": ["object", "null"]}}}),
+            ),
+        )],
+        "routeBotClusterShard" => vec![(
+            "200",
+            js(
+                "where it lands",
+                json!({"type": "object", "required": ["shard", "version"], "properties": {
+                    "shard": {"type": "string"}, "backend": {"type": "string"},
+                    "database": {"type": "string"}, "slot": {"type": "integer"},
+                    "version": {"type": "integer"}}}),
+            ),
+        )],
         _ => vec![("202", js("a poll was requested", json!({"type": "object"})))],
     }
 }

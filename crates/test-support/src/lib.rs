@@ -1,7 +1,8 @@
 //! Harness for live and end-to-end tests: real components found or skipped by one CI policy, each outcome tallied, and the processes they start.
 //!
 //! Used only as a `[dev-dependencies]` entry. It knows nothing of bots: it starts processes
-//! (a private [`Caddy`], any [`Daemon`]), finds free loopback ports, and decides what a missing
+//! (a private [`Caddy`], any [`Daemon`]), makes real git repositories ([`GitRepo`]), finds
+//! free loopback ports, and decides what a missing
 //! real component means ([`require`]):
 //!
 //! - under a truthy `CI` ([`ci::real_components_required`]) the test fails, so CI cannot go
@@ -13,13 +14,17 @@
 
 pub mod caddy;
 pub mod ci;
+pub mod git;
 pub mod net;
 pub mod postgres;
 pub mod process;
+pub mod redis;
 pub mod tally;
 
 pub use caddy::{Admin, Caddy};
+pub use git::{git_cli, GitRepo};
 pub use net::{free_loopback_addr, free_port};
 pub use postgres::postgres_url;
 pub use process::{dies_with_this_test, which, Daemon};
+pub use redis::redis_addr;
 pub use tally::{require, skip, Missing};

@@ -8,12 +8,14 @@
 //!   derived from facts;
 //! - *how actions run and what can come of them*: [`execute`];
 //! - *the load balancer's part of the plan*: [`balancer`];
-//! - *the shard map and tenant databases*: [`shards`];
+//! - *the shard map and tenant databases*: [`shards`]; *the bots' cache, vector DB, fallback
+//!   and rate-limit settings file*: [`botconfig`];
 //! - *what is observed and judged*: [`observe`] (instances, probes, load, traffic) and
 //!   [`autoscale`] (the replica count).
 
 pub mod autoscale;
 pub mod balancer;
+pub mod botconfig;
 pub mod execute;
 pub mod observe;
 pub mod pass;

@@ -319,7 +319,7 @@ impl BotClusterReconciler {
             (Some(t), false) => self.execute_databases(name, spec, t).await,
             _ => Default::default(),
         };
-        let effective = shards::with_map_file(spec, &shard_plan);
+        let effective = super::botconfig::with_bot_config(shards::with_map_file(spec, &shard_plan));
         let spec = &effective;
         let look = self.look(name, uid, spec, mem).await?;
         self.remember_ports(name, &look.observed);
@@ -396,7 +396,14 @@ impl BotClusterReconciler {
             &now,
             facts.generation,
         ));
+        super::botconfig::report_cache(
+            &mut status,
+            super::botconfig::probe_cache(spec).await,
+            &now,
+            facts.generation,
+        );
         publish(&self.metrics, name, &previous, &status, &facts);
+        shards::publish(&self.metrics, name, &status);
         self.write_status(name, &status, events).await?;
         failed.extend(db_outcome.failed.iter().cloned());
         if !failed.is_empty() {

@@ -36,7 +36,10 @@ impl BotClusterReconciler {
             .and_then(|o| o.meta.uid)
             .unwrap_or_else(|| "(new)".into());
         let shard_plan = self.plan_shards(name, &desired.spec, &previous).await;
-        let effective = super::shards::with_map_file(&desired.spec, &shard_plan);
+        let effective = super::botconfig::with_bot_config(super::shards::with_map_file(
+            &desired.spec,
+            &shard_plan,
+        ));
         let spec = &effective;
         let mut mem = self.memory_of(name);
         let look = self

@@ -598,10 +598,13 @@ pub fn forget(m: &ControllerMetrics, name: &str) {
         &m.desired_instances,
         &m.updated_instances,
         &m.rollout_stalled,
+        &m.shard_map_version,
+        &m.shard_rebalance_pending,
     ] {
         let _ = g.remove_label_values(&[name]);
     }
     forget_autoscaler_metrics(m, name);
+    super::shards::forget_shares(m, name);
 }
 
 impl BotClusterReconciler {

@@ -174,47 +174,36 @@ impl Reconcile for GitSourceReconciler {
         self.resync
     }
 
-    /// A new `botcluster.io/sync-requested-at` token (`POST .../sync`) polls at once; the
-    /// store watch of the runtime only reacts to spec changes.
+    /// A new `botcluster.io/sync-requested-at` token (`POST .../sync`) polls at once, cutting
+    /// a backoff short; the store watch of the runtime only reacts to spec changes.
     fn triggers(&self) -> Vec<BoxStream<'static, Trigger>> {
-        let store = self.store.clone();
-        let rx = store.watch();
+        let rx = self.store.watch();
         let seen: HashMap<String, String> = HashMap::new();
-        let stream = futures_util::stream::unfold(
-            (rx, store, seen),
-            |(mut rx, store, mut seen)| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(ev)
-                            if ev.kind == GITSOURCE_KIND && ev.action != WatchAction::Deleted =>
-                        {
-                            let Ok(Some(o)) = store.get(GITSOURCE_KIND, &ev.name).await else {
-                                continue;
-                            };
-                            let Some(token) = o.meta.annotations.get(SYNC_ANNOTATION).cloned()
-                            else {
-                                continue;
-                            };
-                            let handled = o.status.get("lastHandledSync").and_then(|v| v.as_str())
-                                == Some(token.as_str());
-                            if handled || seen.get(&ev.name) == Some(&token) {
-                                continue;
-                            }
-                            seen.insert(ev.name.clone(), token);
-                            return Some((
-                                Trigger::Key(ev.name, Duration::ZERO),
-                                (rx, store, seen),
-                            ));
+        let stream = futures_util::stream::unfold((rx, seen), |(mut rx, mut seen)| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if ev.kind == GITSOURCE_KIND && ev.action != WatchAction::Deleted => {
+                        let o = &ev.object;
+                        let Some(token) = o.meta.annotations.get(SYNC_ANNOTATION).cloned() else {
+                            continue;
+                        };
+                        let handled = o.status.get("lastHandledSync").and_then(|v| v.as_str())
+                            == Some(token.as_str());
+                        if handled || seen.get(&ev.name) == Some(&token) {
+                            continue;
                         }
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            return Some((Trigger::All, (rx, store, seen)))
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        seen.insert(ev.name.clone(), token);
+                        // A person asked: poll now, even during a backoff.
+                        return Some((Trigger::Now(ev.name), (rx, seen)));
                     }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((Trigger::All, (rx, seen)))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
-            },
-        );
+            }
+        });
         vec![stream.boxed()]
     }
 

@@ -32,6 +32,9 @@ pub enum Trigger {
     Key(String, Duration),
     /// Reconcile every key (events may have been lost, e.g. after a reconnect).
     All,
+    /// Reconcile this key now, as if the object had changed: a person asked (e.g.
+    /// `botctl sync`), so a running backoff is cut short.
+    Now(String),
 }
 
 /// The first retry delay after a failure; doubles up to [`MAX_BACKOFF`].
@@ -126,6 +129,7 @@ impl<R: Reconcile> Controller<R> {
                 while let Some(t) = stream.next().await {
                     match t {
                         Trigger::Key(k, d) => me.queue.add(&k, d, Cause::Event),
+                        Trigger::Now(k) => me.queue.add(&k, Duration::ZERO, Cause::Change),
                         Trigger::All => me.enqueue_all(Cause::Event, Duration::ZERO).await,
                     }
                 }

@@ -566,6 +566,50 @@ pub fn report(
     events
 }
 
+/// Publishes the shard gauges from `status` (apart from deriving it).
+pub fn publish(m: &crate::metrics::ControllerMetrics, name: &str, status: &BotClusterStatus) {
+    let Some(state) = &status.shard_map else {
+        let _ = m.shard_map_version.remove_label_values(&[name]);
+        let _ = m.shard_rebalance_pending.remove_label_values(&[name]);
+        forget_shares(m, name);
+        return;
+    };
+    let version = state.published.as_ref().map_or(0, |p| p.version);
+    m.shard_map_version
+        .with_label_values(&[name])
+        .set(i64::try_from(version).unwrap_or(i64::MAX));
+    m.shard_rebalance_pending
+        .with_label_values(&[name])
+        .set(i64::from(state.pending.is_some()));
+    forget_shares(m, name);
+    if let Some(b) = &state.balance {
+        for (shard, share) in &b.shares {
+            m.shard_share.with_label_values(&[name, shard]).set(*share);
+        }
+    }
+}
+
+/// Drops a cluster's `botcluster_shard_share` series (shards come and go).
+pub fn forget_shares(m: &crate::metrics::ControllerMetrics, name: &str) {
+    use prometheus::core::Collector;
+    for family in m.shard_share.collect() {
+        for metric in family.get_metric() {
+            let labels = metric.get_label();
+            let of = |k: &str| {
+                labels
+                    .iter()
+                    .find(|l| l.name() == k)
+                    .map(|l| l.value().to_string())
+            };
+            if of("cluster").as_deref() == Some(name) {
+                if let Some(shard) = of("shard") {
+                    let _ = m.shard_share.remove_label_values(&[name, &shard]);
+                }
+            }
+        }
+    }
+}
+
 impl BotClusterReconciler {
     /// Observes the tenant server and plans the shard sub-resource.
     pub(crate) async fn plan_shards(
@@ -684,82 +728,4 @@ impl BotClusterReconciler {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_cut_from_urls() {
-        assert_eq!(
-            without_password("postgres://u:secret@127.0.0.1:5432/postgres"),
-            "postgres://u@127.0.0.1:5432/postgres"
-        );
-        assert_eq!(without_password("postgres://h/db"), "postgres://h/db");
-    }
-
-    fn tenant_spec(tenants: &[&str], policy: DeletePolicy) -> Sharding {
-        serde_json::from_value(serde_json::json!({
-            "strategy": "tenant",
-            "tenant": {"tenants": tenants, "deletePolicy": match policy {
-                DeletePolicy::Retain => "Retain", DeletePolicy::Delete => "Delete" }},
-        }))
-        .unwrap()
-    }
-
-    fn db(name: &str, comment: Option<&str>) -> pg_client::Database {
-        pg_client::Database {
-            name: name.into(),
-            comment: comment.map(String::from),
-        }
-    }
-
-    #[test]
-    fn a_removed_tenant_keeps_its_database_and_strangers_are_never_dropped() {
-        let mark = ownership_comment("c");
-        let observed: DbObservation = Some(Ok(vec![
-            db("gb_tenant_acme", Some(&mark)),
-            db("gb_tenant_gone", Some(&mark)),
-            db("gb_tenant_other", Some("someone else's")),
-            db("postgres", None),
-        ]));
-        let sh = tenant_spec(&["acme", "globex"], DeletePolicy::Retain);
-        let p = plan_tenants("c", &sh, Some("h:1".into()), &observed).unwrap();
-        assert_eq!(p.create, vec!["gb_tenant_globex"]);
-        assert_eq!(p.ready, vec!["gb_tenant_acme"]);
-        assert_eq!(p.retained, vec!["gb_tenant_gone"]);
-        assert!(p.drop.is_empty());
-        let sh = tenant_spec(&["acme"], DeletePolicy::Delete);
-        let p = plan_tenants("c", &sh, Some("h:1".into()), &observed).unwrap();
-        assert_eq!(
-            p.drop,
-            vec!["gb_tenant_gone"],
-            "only ours, never a stranger's"
-        );
-    }
-
-    #[test]
-    fn no_server_is_a_condition_that_says_what_to_pass() {
-        let spec: BotClusterSpec = serde_json::from_value(serde_json::json!({
-            "image": "x",
-            "sharding": {"strategy": "tenant", "tenant": {"tenants": ["acme"]}},
-        }))
-        .unwrap();
-        let p = plan("c", &spec, &BotClusterStatus::default(), None, None, &None);
-        let mut status = BotClusterStatus::default();
-        report(
-            &mut status,
-            &BotClusterStatus::default(),
-            &p,
-            &DbOutcome::default(),
-            true,
-            "now",
-            1,
-        );
-        let c = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == SHARDS_READY)
-            .unwrap();
-        assert_eq!(c.reason, "PostgresNotConfigured");
-        assert!(c.message.contains("--postgres"), "{}", c.message);
-    }
-}
+mod tests;
