@@ -230,3 +230,26 @@ fn gitsource_strings_get_the_same_length_and_control_character_rules() {
         "{err}"
     );
 }
+
+#[test]
+fn a_huge_shard_count_is_refused_without_building_the_shards() {
+    let mut doc = base();
+    set(
+        &mut doc,
+        "/spec/sharding",
+        json!({"strategy": "hash", "hash": {"key": "user_id", "shardCount": u32::MAX}}),
+    );
+    let started = std::time::Instant::now();
+    let err = botcluster_from_value(doc).expect_err("refused");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.field == "spec.sharding.hash" && e.message.contains("1024")),
+        "{err}"
+    );
+}

@@ -364,6 +364,29 @@ fn build() -> Value {
     let mut schemas = Map::new();
     let bc = absorb(botcluster_api::schema::botcluster_schema(), &mut schemas);
     let gs = absorb(botcluster_api::gitsource::gitsource_schema(), &mut schemas);
+    // What a PUT takes: the object, with `status` ignored (it is the controller's; the server
+    // drops what a client sends, as Kubernetes does), so any status is acceptable input.
+    for (kind, schema) in [("BotCluster", &bc), ("GitSource", &gs)] {
+        let mut write = schema.clone();
+        if let Some(props) = write.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert(
+                "status".into(),
+                json!({"description": "ignored on write: status is the controller's"}),
+            );
+            // A body without metadata, or without a name, takes the name in the URL.
+            props.insert("metadata".into(), r("ObjectMetaWrite"));
+        }
+        if let Some(req) = write.get_mut("required").and_then(Value::as_array_mut) {
+            req.retain(|f| f != "metadata");
+        }
+        schemas.insert(format!("{kind}Write"), write);
+    }
+    if let Some(mut meta) = schemas.get("ObjectMeta").cloned() {
+        if let Some(obj) = meta.as_object_mut() {
+            obj.remove("required");
+        }
+        schemas.insert("ObjectMetaWrite".into(), meta);
+    }
     schemas.insert("BotCluster".into(), bc);
     schemas.insert("GitSource".into(), gs);
     schemas.insert("Error".into(), error_schema());
@@ -395,7 +418,7 @@ fn build() -> Value {
         let mut o = json!({"operationId": op.id, "summary": op.summary, "parameters": params,
                            "responses": responses});
         if let Some(kind) = op.body {
-            let mut json_body = json!({"schema": r(kind)});
+            let mut json_body = json!({"schema": r(&format!("{kind}Write"))});
             if kind == "BotCluster" {
                 // What the Examples phase of schemathesis sends: the smallest valid cluster.
                 json_body["example"] = json!({"apiVersion": botcluster_api::API_VERSION,

@@ -162,6 +162,16 @@ pub struct NamedShard {
 }
 
 impl HashSharding {
+    /// How many shards [`HashSharding::shard_list`] would list, without building it (a
+    /// `shardCount` near `u32::MAX` would allocate billions of names).
+    pub fn shard_len(&self) -> usize {
+        if self.shards.is_empty() {
+            self.shard_count as usize
+        } else {
+            self.shards.len()
+        }
+    }
+
     /// The shards, named (`shards`) or `shard-0..n-1` (`shardCount`), with their backends.
     pub fn shard_list(&self) -> Vec<(String, String)> {
         if self.shards.is_empty() {

@@ -11,6 +11,11 @@
 /// line break. `spec.files` may not name this path.
 pub const ENV_FILE: &str = "/etc/botserver/botserver.env";
 
+/// The bots' settings file the operator writes when the spec has `cache`, `vectorDb`,
+/// `fallback` or a load balancer `rateLimit` (controller `botconfig`); `spec.files` may not
+/// name it then.
+pub const BOT_CONFIG_PATH: &str = "/opt/gbo/conf/botcluster.json";
+
 /// An LXD object name (profile, network): 1 to `max` of `A-Z a-z 0-9 . _ -`, starting with a
 /// letter or digit. LXD puts these in URL paths and device config.
 pub fn lxd_name(s: &str, max: usize) -> Result<(), String> {

@@ -152,6 +152,22 @@ fn validate_spec(s: &BotClusterSpec, e: &mut Errors) {
     for (i, file) in s.files.iter().enumerate() {
         let f = format!("spec.files[{i}].path");
         e.rule(&f, charset::container_file_path(&file.path));
+        // The other files the operator writes itself, when it writes them.
+        let writes_bot_config = s.cache.is_some()
+            || s.vector_db.is_some()
+            || s.fallback.is_some()
+            || s.load_balancer
+                .as_ref()
+                .is_some_and(|lb| lb.rate_limit.is_some());
+        e.check(
+            !(writes_bot_config && file.path == charset::BOT_CONFIG_PATH),
+            &f,
+            || format!("{:?} is the bots' settings file the operator writes from cache, vectorDb, fallback and rateLimit; use another path", file.path),
+        );
+        let map_path = s.sharding.as_ref().map(|sh| sh.map_path.as_str());
+        e.check(map_path != Some(file.path.as_str()), &f, || {
+            format!("{:?} is spec.sharding.mapPath, the shard map the operator writes; use another path or move mapPath", file.path)
+        });
         e.check(paths.insert(&file.path), &f, || {
             format!("\"{}\" is listed twice", file.path)
         });

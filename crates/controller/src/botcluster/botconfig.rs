@@ -11,7 +11,7 @@ use botcluster_api::spec::{BotClusterSpec, FileSpec};
 use serde_json::{json, Map, Value};
 
 /// Where the bots find their settings (the seed's config directory).
-pub const BOT_CONFIG_PATH: &str = "/opt/gbo/conf/botcluster.json";
+pub const BOT_CONFIG_PATH: &str = botcluster_api::validate::charset::BOT_CONFIG_PATH;
 
 /// The file, when the spec has any of these settings.
 pub fn bot_config(spec: &BotClusterSpec) -> Option<FileSpec> {
