@@ -84,6 +84,22 @@ pub(crate) fn decode<T>(
         ))),
     };
     // The path names the object; a body without a name takes it, a different name is an error.
+    match doc.get("metadata") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "metadata must be an object, e.g. {\"name\": \"...\"}",
+            ))
+        }
+    }
+    match doc.pointer("/metadata/name") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "metadata.name must be a string (the name in the URL, {name:?})"
+            )))
+        }
+    }
     match doc.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if n != name => {
             return Err(ApiError::bad_request(format!(

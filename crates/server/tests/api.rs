@@ -202,6 +202,38 @@ async fn json_bodies_work_and_names_must_match_the_url() {
     assert!(a.store.get("BotCluster", "other").await.unwrap().is_none());
 }
 
+/// Found by schemathesis: a name of another type was taken for "no name" and the write
+/// stored under the URL's name.
+#[tokio::test]
+async fn a_metadata_or_name_of_the_wrong_type_is_refused_and_stores_nothing() {
+    let a = api();
+    for metadata in [
+        json!({"name": {}}),
+        json!({"name": 7}),
+        json!("j"),
+        json!([]),
+    ] {
+        let body = json!({"apiVersion": "botcluster.io/v1alpha1", "kind": "BotCluster",
+                          "metadata": metadata, "spec": {"image": "botcluster-botserver"}});
+        let r = a
+            .call(
+                "PUT",
+                "/api/v1/botclusters/j",
+                "application/json",
+                body.to_string(),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{metadata}: {}", r.text);
+        assert!(
+            r.body["message"].as_str().unwrap().contains("metadata"),
+            "{}",
+            r.text
+        );
+        assert!(a.store.get("BotCluster", "j").await.unwrap().is_none());
+    }
+}
+
 #[tokio::test]
 async fn every_seed_parameter_round_trips_yaml_store_api_yaml() {
     let a = api();
