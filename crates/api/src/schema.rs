@@ -127,6 +127,13 @@ fn walk(root: &Value, schema: &Value, value: &mut Value, path: &str, errors: &mu
                 for (i, item) in items.iter_mut().enumerate() {
                     walk(root, item_schema, item, &format!("{path}[{i}]"), errors);
                 }
+            } else if object_schema(root, schema).is_some() {
+                // serde reads a struct from a list of its fields in order (`[null, null]`
+                // for `fallback` was stored as the defaults): a mapping is the only form.
+                errors.push(FieldError::new(
+                    path.to_string(),
+                    "must be a mapping of fields (key: value), not a list",
+                ));
             }
         }
         _ => {}

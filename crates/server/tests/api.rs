@@ -234,6 +234,34 @@ async fn a_metadata_or_name_of_the_wrong_type_is_refused_and_stores_nothing() {
     }
 }
 
+/// Found by schemathesis: serde reads a struct from a list of its fields, so
+/// `fallback: [null, null]` was stored as the defaults.
+#[tokio::test]
+async fn a_list_where_a_mapping_belongs_is_a_field_error_and_stores_nothing() {
+    let a = api();
+    for (field, value) in [
+        ("fallback", json!([null, null])),
+        ("autoscaling", json!([])),
+        ("updateStrategy", json!([1, 1])),
+    ] {
+        let body = json!({"apiVersion": "botcluster.io/v1alpha1", "kind": "BotCluster",
+                          "metadata": {"name": "l"},
+                          "spec": {"image": "botcluster-botserver", field: value}});
+        let r = a
+            .call(
+                "PUT",
+                "/api/v1/botclusters/l",
+                "application/json",
+                body.to_string(),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}: {}", r.text);
+        assert!(r.text.contains(&format!("spec.{field}")), "{}", r.text);
+        assert!(a.store.get("BotCluster", "l").await.unwrap().is_none());
+    }
+}
+
 #[tokio::test]
 async fn every_seed_parameter_round_trips_yaml_store_api_yaml() {
     let a = api();
