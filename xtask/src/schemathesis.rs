@@ -1,4 +1,7 @@
-//! `cargo xtask schemathesis [--seconds N]`: the API checked against its own OpenAPI document.
+//! `cargo xtask schemathesis [--seconds N] [--seed N]`: the API checked against its own
+//! OpenAPI document. Without `--seed` every run explores new cases; CI passes a fixed seed so
+//! that a red CI run is reproducible and never depends on luck (explore locally, then add
+//! what a run finds as a test).
 //!
 //! Idempotent: schemathesis (PyPI) is installed into a venv under `<target>/schemathesis` only
 //! when missing. Builds botctl, starts `botctl serve --no-controller` on a free loopback port
@@ -104,6 +107,15 @@ pub fn run(args: &[&str]) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let seed = match args.iter().position(|a| *a == "--seed") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .context("--seed takes a number")?
+                .parse::<u64>()
+                .context("--seed: not a whole number")?,
+        ),
+        None => None,
+    };
     let token = std::fs::read_to_string(data.join("token")).context("reading the token")?;
     println!("==> schemathesis run (at most {seconds}s)");
     let status = Command::new(&st)
@@ -115,6 +127,10 @@ pub fn run(args: &[&str]) -> Result<()> {
             "--exclude-checks",
             "positive_data_acceptance",
         ])
+        .args(
+            seed.map(|s| vec!["--seed".to_string(), s.to_string()])
+                .unwrap_or_default(),
+        )
         .arg("--max-time")
         .arg(seconds.to_string())
         .arg("--report-dir")
