@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::client::{path_of, Client};
-use crate::render::{age, columns};
+use crate::render::{age, columns, events_section};
 
 /// A terminal-safe string (control characters escaped).
 fn clean(s: &str) -> String {
@@ -208,23 +208,7 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
         }
         _ => out.push_str("  (none)\n"),
     }
-    out.push_str("\nEvents:\n");
-    if events.is_empty() {
-        out.push_str("  (none)\n");
-    } else {
-        let mut rows = vec![["  AGE", "TYPE", "REASON", "MESSAGE"]
-            .map(String::from)
-            .to_vec()];
-        for e in events {
-            rows.push(vec![
-                format!("  {}", age(&s(e, "/time"))),
-                s(e, "/type"),
-                s(e, "/reason"),
-                s(e, "/message"),
-            ]);
-        }
-        out.push_str(&columns(&rows));
-    }
+    events_section(&mut out, events);
     out
 }
 

@@ -280,6 +280,12 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
         }
         _ => out.push_str("  (none)\n"),
     }
+    events_section(&mut out, events);
+    out
+}
+
+/// The `Events:` section of a status page (any kind), every stored string escaped.
+pub fn events_section(out: &mut String, events: &[Value]) {
     out.push_str("\nEvents:\n");
     if events.is_empty() {
         out.push_str("  (none)\n");
@@ -297,7 +303,6 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
         }
         out.push_str(&columns(&rows));
     }
-    out
 }
 
 fn human_bytes(b: u64) -> String {
