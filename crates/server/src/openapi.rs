@@ -373,8 +373,12 @@ fn build() -> Value {
                 "status".into(),
                 json!({"description": "ignored on write: status is the controller's"}),
             );
-            // A body without metadata, or without a name, takes the name in the URL.
-            props.insert("metadata".into(), r("ObjectMetaWrite"));
+            // A body without metadata (absent or null), or without a name, takes the name in
+            // the URL: the server reads null as absent, as it does for every optional field.
+            props.insert(
+                "metadata".into(),
+                json!({"anyOf": [r("ObjectMetaWrite"), {"type": "null"}]}),
+            );
         }
         if let Some(req) = write.get_mut("required").and_then(Value::as_array_mut) {
             req.retain(|f| f != "metadata");
@@ -384,6 +388,9 @@ fn build() -> Value {
     if let Some(mut meta) = schemas.get("ObjectMeta").cloned() {
         if let Some(obj) = meta.as_object_mut() {
             obj.remove("required");
+            if let Some(name) = obj.get_mut("properties").and_then(|p| p.get_mut("name")) {
+                name["type"] = json!(["string", "null"]);
+            }
         }
         schemas.insert("ObjectMetaWrite".into(), meta);
     }

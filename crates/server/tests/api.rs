@@ -262,6 +262,29 @@ async fn a_list_where_a_mapping_belongs_is_a_field_error_and_stores_nothing() {
     }
 }
 
+/// The other side of the rule above: null is absent, as for every optional field, so a null
+/// metadata or name takes the URL's name (and the OpenAPI write schema says so).
+#[tokio::test]
+async fn a_null_metadata_or_name_takes_the_name_in_the_url() {
+    let a = api();
+    for (i, metadata) in [json!(null), json!({"name": null})].into_iter().enumerate() {
+        let url_name = format!("n{i}");
+        let body = json!({"apiVersion": "botcluster.io/v1alpha1", "kind": "BotCluster",
+                          "metadata": metadata, "spec": {"image": "botcluster-botserver"}});
+        let r = a
+            .call(
+                "PUT",
+                &format!("/api/v1/botclusters/{url_name}"),
+                "application/json",
+                body.to_string(),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{metadata}: {}", r.text);
+        assert_eq!(r.body["metadata"]["name"], url_name.as_str(), "{}", r.text);
+    }
+}
+
 #[tokio::test]
 async fn every_seed_parameter_round_trips_yaml_store_api_yaml() {
     let a = api();
