@@ -3,13 +3,12 @@
 //! webhook calls to poll now).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use botcluster_api::gitsource::{
     gitsource_from_value, GitSource, DELETE_POLICY_ANNOTATION, GITSOURCE_KIND, SYNC_ANNOTATION,
 };
@@ -17,9 +16,8 @@ use botcluster_api::{FieldError, ObjectMeta, ValidationErrors};
 use botcluster_store::{Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
-use crate::cache::{CachedObject, WatchCache};
-use crate::collection::json_response;
-use crate::handlers::{dry_run, events_page, to_document, written};
+use crate::handlers::{dry_run, to_document, written};
+use crate::reads::{not_found, GitSources};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -78,59 +76,12 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
-/// One GitSource from the watch cache, after it caught up with the store (404 if absent).
-async fn cached(cache: &WatchCache, name: &str) -> ApiResult<Arc<CachedObject>> {
-    crate::collection::sync(cache).await?;
-    cache
-        .get(GITSOURCE_KIND, name)
-        .ok_or_else(|| not_found(name))
-}
-
-fn not_found(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!(
-            "GitSource \"{name}\" not found; `botctl get gitsources` lists the ones that exist"
-        ),
-    )
-}
-
 /// One GitSource from the store (writes decide from the latest version).
 async fn load(s: &AppState, name: &str) -> ApiResult<StoredObject> {
     s.store
         .get(GITSOURCE_KIND, name)
         .await?
-        .ok_or_else(|| not_found(name))
-}
-
-pub async fn get_one(
-    Extension(cache): Extension<Arc<WatchCache>>,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    Ok(json_response(
-        StatusCode::OK,
-        cached(&cache, &name).await?.doc.clone(),
-    ))
-}
-
-pub async fn status(
-    Extension(cache): Extension<Arc<WatchCache>>,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    Ok(json_response(
-        StatusCode::OK,
-        cached(&cache, &name).await?.status_doc.clone(),
-    ))
-}
-
-pub async fn events(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    load(&s, &name).await?;
-    events_page(&s, GITSOURCE_KIND, &name, &q).await
+        .ok_or_else(|| not_found::<GitSources>(name))
 }
 
 pub async fn put(

@@ -13,8 +13,9 @@ use botcluster_api::{BotCluster, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
 
-use crate::cache::{CachedObject, WatchCache};
-use crate::collection::{json_response, sync};
+use crate::cache::WatchCache;
+use crate::collection::sync;
+use crate::reads::BotClusters;
 use crate::{ApiError, AppState, CHANGE_HEADER};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -72,69 +73,6 @@ pub fn to_document(obj: &StoredObject) -> Value {
         doc["status"] = obj.status.clone();
     }
     doc
-}
-
-/// One object from the watch cache, after it caught up with the store (404 if absent).
-pub(crate) async fn load(cache: &WatchCache, name: &str) -> ApiResult<Arc<CachedObject>> {
-    sync(cache).await?;
-    cache.get(BOTCLUSTER_KIND, name).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("BotCluster \"{name}\" not found; `botctl get` lists the ones that exist"),
-        )
-    })
-}
-
-pub async fn get_one(
-    Extension(cache): Extension<Arc<WatchCache>>,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    Ok(json_response(
-        StatusCode::OK,
-        load(&cache, &name).await?.doc.clone(),
-    ))
-}
-
-pub async fn status(
-    Extension(cache): Extension<Arc<WatchCache>>,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
-    Ok(json_response(
-        StatusCode::OK,
-        load(&cache, &name).await?.status_doc.clone(),
-    ))
-}
-
-pub async fn events(
-    State(s): State<AppState>,
-    Extension(cache): Extension<Arc<WatchCache>>,
-    Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    load(&cache, &name).await?;
-    events_page(&s, BOTCLUSTER_KIND, &name, &q).await
-}
-
-/// `GET .../{name}/events?limit=N` of any kind, once the object was found.
-pub(crate) async fn events_page(
-    s: &AppState,
-    kind: &str,
-    name: &str,
-    q: &HashMap<String, String>,
-) -> ApiResult<Json<Value>> {
-    let limit = match q.get("limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("limit \"{l}\" must be a number from 1 to 500"))
-            })?,
-    };
-    let events = s.store.events(kind, name, limit).await?;
-    Ok(Json(json!({"name": name, "events": events})))
 }
 
 pub(crate) fn dry_run(q: &HashMap<String, String>) -> ApiResult<bool> {
@@ -340,7 +278,7 @@ pub async fn delete(
     Extension(cache): Extension<Arc<WatchCache>>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    load(&cache, &name).await?;
+    crate::reads::cached::<BotClusters>(&cache, &name).await?;
     match s.store.delete(BOTCLUSTER_KIND, &name).await? {
         Deleted::Removed => Ok((
             StatusCode::OK,

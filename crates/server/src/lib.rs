@@ -30,6 +30,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 mod ports;
+mod reads;
 pub mod selector;
 mod shards;
 
@@ -41,6 +42,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use botcluster_api::BotCluster;
 use botcluster_store::Store;
+use reads::{BotClusters, GitSources};
 
 pub use auth::{load_or_create_token, TOKEN_FILE};
 pub use error::{ApiError, ErrorBody};
@@ -135,12 +137,18 @@ pub fn router_and_cache(
         )
         .route(
             "/api/v1/botclusters/{name}",
-            get(handlers::get_one)
+            get(reads::get_one::<BotClusters>)
                 .put(handlers::put)
                 .delete(handlers::delete),
         )
-        .route("/api/v1/botclusters/{name}/status", get(handlers::status))
-        .route("/api/v1/botclusters/{name}/events", get(handlers::events))
+        .route(
+            "/api/v1/botclusters/{name}/status",
+            get(reads::status::<BotClusters>),
+        )
+        .route(
+            "/api/v1/botclusters/{name}/events",
+            get(reads::events::<BotClusters>),
+        )
         .route("/api/v1/botclusters/{name}/shards", get(shards::shards))
         .route(
             "/api/v1/botclusters/{name}/shards/route",
@@ -158,12 +166,18 @@ pub fn router_and_cache(
         )
         .route(
             "/api/v1/gitsources/{name}",
-            get(gitsources::get_one)
+            get(reads::get_one::<GitSources>)
                 .put(gitsources::put)
                 .delete(gitsources::delete),
         )
-        .route("/api/v1/gitsources/{name}/status", get(gitsources::status))
-        .route("/api/v1/gitsources/{name}/events", get(gitsources::events))
+        .route(
+            "/api/v1/gitsources/{name}/status",
+            get(reads::status::<GitSources>),
+        )
+        .route(
+            "/api/v1/gitsources/{name}/events",
+            get(reads::events::<GitSources>),
+        )
         .route(
             "/api/v1/gitsources/{name}/sync",
             axum::routing::post(gitsources::sync),

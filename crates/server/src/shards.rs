@@ -18,7 +18,7 @@ use crate::ApiError;
 type ApiResult<T> = Result<T, ApiError>;
 
 async fn shard_state(cache: &WatchCache, name: &str) -> ApiResult<ShardMapStatus> {
-    let obj = crate::handlers::load(cache, name).await?;
+    let obj = crate::reads::cached::<crate::reads::BotClusters>(cache, name).await?;
     let doc: Value = serde_json::from_slice(&obj.status_doc).unwrap_or(Value::Null);
     let state: Option<ShardMapStatus> = doc
         .get("status")
