@@ -31,6 +31,8 @@ pub struct KindInfo {
     pub list_kind: &'static str,
     /// `botclusters` (the path segment).
     pub plural: &'static str,
+    /// The command that lists what exists (a 404's hint).
+    pub list_command: &'static str,
 }
 
 /// BotClusters.
@@ -38,6 +40,7 @@ pub const BOTCLUSTERS: KindInfo = KindInfo {
     kind: botcluster_api::BOTCLUSTER_KIND,
     list_kind: "BotClusterList",
     plural: "botclusters",
+    list_command: "botctl get",
 };
 
 /// GitSources.
@@ -45,6 +48,7 @@ pub const GITSOURCES: KindInfo = KindInfo {
     kind: botcluster_api::GITSOURCE_KIND,
     list_kind: "GitSourceList",
     plural: "gitsources",
+    list_command: "botctl get gitsources",
 };
 
 /// Longest watch (`timeoutSeconds`), and the default.

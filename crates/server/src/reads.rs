@@ -8,34 +8,27 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Extension, Json};
-use botcluster_api::gitsource::GITSOURCE_KIND;
-use botcluster_api::BOTCLUSTER_KIND;
 use serde_json::{json, Value};
 
 use crate::cache::{CachedObject, WatchCache};
-use crate::collection::{json_response, sync};
+use crate::collection::{json_response, sync, KindInfo, BOTCLUSTERS, GITSOURCES};
 use crate::{ApiError, AppState};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// What the read endpoints need to know of a kind.
+/// A kind, as a type: axum handlers are generic over it ([`KindInfo`] says the rest).
 pub(crate) trait Kind: Send + Sync + 'static {
-    /// The stored kind, e.g. `BotCluster`.
-    const KIND: &'static str;
-    /// The command that lists what exists, for a 404's hint.
-    const LIST_COMMAND: &'static str;
+    const INFO: KindInfo;
 }
 
 pub(crate) struct BotClusters;
 impl Kind for BotClusters {
-    const KIND: &'static str = BOTCLUSTER_KIND;
-    const LIST_COMMAND: &'static str = "botctl get";
+    const INFO: KindInfo = BOTCLUSTERS;
 }
 
 pub(crate) struct GitSources;
 impl Kind for GitSources {
-    const KIND: &'static str = GITSOURCE_KIND;
-    const LIST_COMMAND: &'static str = "botctl get gitsources";
+    const INFO: KindInfo = GITSOURCES;
 }
 
 pub(crate) fn not_found<K: Kind>(name: &str) -> ApiError {
@@ -44,8 +37,8 @@ pub(crate) fn not_found<K: Kind>(name: &str) -> ApiError {
         "NotFound",
         format!(
             "{} \"{name}\" not found; `{}` lists the ones that exist",
-            K::KIND,
-            K::LIST_COMMAND
+            K::INFO.kind,
+            K::INFO.list_command
         ),
     )
 }
@@ -56,7 +49,9 @@ pub(crate) async fn cached<K: Kind>(
     name: &str,
 ) -> ApiResult<Arc<CachedObject>> {
     sync(cache).await?;
-    cache.get(K::KIND, name).ok_or_else(|| not_found::<K>(name))
+    cache
+        .get(K::INFO.kind, name)
+        .ok_or_else(|| not_found::<K>(name))
 }
 
 pub(crate) async fn get_one<K: Kind>(
@@ -93,6 +88,6 @@ pub(crate) async fn events<K: Kind>(
                 ApiError::bad_request(format!("limit \"{l}\" must be a number from 1 to 500"))
             })?,
     };
-    let events = s.store.events(K::KIND, &name, limit).await?;
+    let events = s.store.events(K::INFO.kind, &name, limit).await?;
     Ok(Json(json!({"name": name, "events": events})))
 }
