@@ -187,6 +187,24 @@ impl LxdBackend {
     }
 }
 
+/// Runs one LXD call and logs how long it took at debug level (a pass's timeline:
+/// `RUST_LOG=botcluster_controller::backend=debug`).
+async fn timed<T>(
+    what: &'static str,
+    instance: &str,
+    call: impl std::future::Future<Output = std::result::Result<T, lxd_client::Error>>,
+) -> std::result::Result<T, lxd_client::Error> {
+    let started = std::time::Instant::now();
+    let r = call.await;
+    tracing::debug!(
+        instance,
+        ms = started.elapsed().as_millis() as u64,
+        ok = r.is_ok(),
+        "lxd {what}"
+    );
+    r
+}
+
 fn classify(e: lxd_client::Error) -> BackendError {
     use lxd_client::Error as E;
     let text = e.to_string();
@@ -273,17 +291,22 @@ impl ContainerBackend for LxdBackend {
             profiles: Some(r.profiles.clone()),
             ..Default::default()
         };
-        self.client
-            .create_instance_on(&post, r.target.as_deref())
-            .await
-            .map_err(classify)
+        timed(
+            "create",
+            &r.name,
+            self.client.create_instance_on(&post, r.target.as_deref()),
+        )
+        .await
+        .map_err(classify)
     }
 
     async fn start(&self, name: &str) -> Result<()> {
-        match self
-            .client
-            .change_state(name, &InstanceStatePut::start())
-            .await
+        match timed(
+            "start",
+            name,
+            self.client.change_state(name, &InstanceStatePut::start()),
+        )
+        .await
         {
             Ok(()) | Err(lxd_client::Error::AlreadyRunning { .. }) => Ok(()),
             Err(e) => Err(classify(e)),
@@ -343,10 +366,13 @@ impl ContainerBackend for LxdBackend {
                 devices: (!devices.is_empty()).then(|| devices.clone()),
                 ..Default::default()
             };
-            self.client
-                .patch_instance(name, &patch, None)
-                .await
-                .map_err(classify)?;
+            timed(
+                "patch",
+                name,
+                self.client.patch_instance(name, &patch, None),
+            )
+            .await
+            .map_err(classify)?;
         }
         if !remove_devices.is_empty() {
             // Removing a device needs PUT of the whole instance, guarded by its ETag; LXD's own
@@ -369,15 +395,11 @@ impl ContainerBackend for LxdBackend {
 
     async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()> {
         let mode = u32::from_str_radix(&file.mode, 8).unwrap_or(0o644);
-        self.client
-            .push_file(
-                name,
-                &file.path,
-                file.content.as_bytes().to_vec(),
-                &lxd_client::FilePush::mode(mode),
-            )
-            .await
-            .map_err(classify)
+        let how = lxd_client::FilePush::mode(mode);
+        let push = self
+            .client
+            .push_file(name, &file.path, file.content.as_bytes().to_vec(), &how);
+        timed("push file", name, push).await.map_err(classify)
     }
 
     async fn replace_file(&self, name: &str, file: &FileSpec) -> Result<()> {
