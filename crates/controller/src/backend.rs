@@ -473,6 +473,10 @@ pub struct FakeBackend {
     pub start_delay: Arc<Mutex<std::time::Duration>>,
     /// Starts running right now, and the most that ever ran at once.
     pub starts: Arc<Mutex<(usize, usize)>>,
+    /// How long each delete takes (LXD's stop hooks, the wait for them).
+    pub delete_delay: Arc<Mutex<std::time::Duration>>,
+    /// Deletes running right now, and the most that ever ran at once.
+    pub deletes: Arc<Mutex<(usize, usize)>>,
 }
 
 impl FakeBackend {
@@ -611,6 +615,17 @@ impl ContainerBackend for FakeBackend {
     }
     async fn delete(&self, name: &str) -> Result<()> {
         self.write();
+        let delay = self.delete_delay.lock().map(|d| *d).unwrap_or_default();
+        if let Ok(mut s) = self.deletes.lock() {
+            s.0 += 1;
+            s.1 = s.1.max(s.0);
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if let Ok(mut s) = self.deletes.lock() {
+            s.0 -= 1;
+        }
         self.with(|m| {
             match m.get(name) {
                 Some(o) if o.running => {

@@ -452,3 +452,28 @@ async fn the_create_bound_does_not_wait_for_starts_and_the_start_bound_holds() {
     assert_eq!(now, 0);
     assert_eq!(peak, 2, "starts at once (create bound 1, start bound 2)");
 }
+
+/// Found timing `botctl delete` of ten containers on LXD: 14 s, because a pass ran its deletes
+/// one after another (each is stop → wait for the stop hooks → delete, about 1.4 s). A run
+/// of deletes now goes several at a time, bounded.
+#[tokio::test]
+async fn a_teardown_deletes_several_at_a_time_within_the_bound() {
+    use botcluster_controller::botcluster::execute::DELETES_AT_ONCE;
+    let w = world();
+    let n = DELETES_AT_ONCE + 2;
+    apply(
+        &w,
+        "many",
+        json!({"replicas": n, "health": {"enabled": false}}),
+    )
+    .await;
+    let _ = w.rec.reconcile("many").await;
+    assert_eq!(names(&w).len(), n);
+    *w.fake.delete_delay.lock().unwrap() = std::time::Duration::from_millis(200);
+    w.store.delete(BOTCLUSTER_KIND, "many").await.unwrap();
+    w.rec.reconcile("many").await.unwrap();
+    assert!(names(&w).is_empty());
+    let (now, peak) = *w.fake.deletes.lock().unwrap();
+    assert_eq!(now, 0);
+    assert_eq!(peak, DELETES_AT_ONCE, "deletes at once");
+}

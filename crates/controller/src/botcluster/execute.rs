@@ -2,7 +2,8 @@
 //! one — done, learned something about the host (a refused limit, a busy port), or failed.
 //!
 //! Order: every action but `Create` in plan order (a delete first lets LXD's stop hooks
-//! finish), then the creates concurrently under the global create bound. A create is
+//! finish; a run of consecutive deletes goes [`DELETES_AT_ONCE`] at a time), then the
+//! creates concurrently under the global create bound. A create is
 //! create stopped → push files → record the files hash → start, so a crash in between is
 //! finished by the next pass. "Already exists" on create counts as success.
 
@@ -22,6 +23,9 @@ use crate::health::ClusterMemory;
 use crate::metrics::ControllerMetrics;
 use crate::model::{Capabilities, KEY_FILES};
 use crate::plan::{Action, NewInstance, Plan};
+
+/// How many deletes of one pass run at once.
+pub const DELETES_AT_ONCE: usize = 8;
 
 /// What running one action gave.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,20 +148,50 @@ impl Executor {
     ) -> Vec<Executed> {
         let mut out = Vec::new();
         let mut creates = Vec::new();
+        let mut deletes = Vec::new();
         for a in &p.actions {
             match a {
                 Action::Create(n) => creates.push(n),
+                Action::Delete { .. } => deletes.push(a),
                 other => {
+                    out.extend(self.delete_all(name, spec, &mut deletes).await);
                     let r = self.run_action(spec, other).await;
                     out.push(self.note(name, other.clone(), r).await);
                 }
             }
         }
+        out.extend(self.delete_all(name, spec, &mut deletes).await);
         let runs = creates.iter().map(|n| async move {
             let r = self.create(spec, n).await;
             (Action::Create((*n).clone()), r)
         });
         for (a, r) in futures_util::future::join_all(runs).await {
+            out.push(self.note(name, a, r).await);
+        }
+        out
+    }
+
+    /// Runs a run of consecutive deletes, [`DELETES_AT_ONCE`] at a time (each is stop → wait
+    /// for LXD's stop hooks → delete, about 1.4 s on LXD 5.0.2, so a teardown of ten one
+    /// after another took 14 s).
+    async fn delete_all(
+        &self,
+        name: &str,
+        spec: &BotClusterSpec,
+        deletes: &mut Vec<&Action>,
+    ) -> Vec<Executed> {
+        let bound = Semaphore::new(DELETES_AT_ONCE);
+        let bound = &bound;
+        let runs: Vec<_> = deletes
+            .drain(..)
+            .map(|a| async move {
+                let _permit = bound.acquire().await;
+                (a.clone(), self.run_action(spec, a).await)
+            })
+            .collect();
+        let results = futures_util::future::join_all(runs).await;
+        let mut out = Vec::new();
+        for (a, r) in results {
             out.push(self.note(name, a, r).await);
         }
         out
