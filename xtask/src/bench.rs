@@ -478,7 +478,13 @@ async fn botcluster(op: &Operator, lxd: &Client, name: &str, n: u16) -> Result<D
     op.botctl(&["apply", "-f", file.to_str().unwrap_or_default()])?;
     let ports: Vec<u16> = (0..n).map(|i| base + i).collect();
     let took = wait_all(&ports, started, LIMIT).await;
+    let deleting = Instant::now();
     op.botctl(&["delete", name, "--wait", "--timeout", "300s"])?;
+    // Not a column (the floor's cleanup is the bench's own), but worth seeing.
+    println!(
+        "  {name}: botctl delete --wait took {:.2} s",
+        deleting.elapsed().as_secs_f64()
+    );
     cleanup(lxd, &format!("{name}-")).await;
     took
 }
