@@ -538,6 +538,21 @@ impl FakeBackend {
     }
 }
 
+/// Sleeps `delay` while counted in `running` (now, most at once).
+async fn take_time(delay: &Mutex<std::time::Duration>, running: &Mutex<(usize, usize)>) {
+    let delay = delay.lock().map(|d| *d).unwrap_or_default();
+    if let Ok(mut s) = running.lock() {
+        s.0 += 1;
+        s.1 = s.1.max(s.0);
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Ok(mut s) = running.lock() {
+        s.0 -= 1;
+    }
+}
+
 #[async_trait]
 impl ContainerBackend for FakeBackend {
     async fn list(&self, cluster: &str) -> Result<Vec<Instance>> {
@@ -595,19 +610,9 @@ impl ContainerBackend for FakeBackend {
         })
     }
     async fn start(&self, name: &str) -> Result<()> {
-        let delay = self.start_delay.lock().map(|d| *d).unwrap_or_default();
         // The request counts when it is sent, like a PUT that LXD then works on.
         self.write();
-        if let Ok(mut s) = self.starts.lock() {
-            s.0 += 1;
-            s.1 = s.1.max(s.0);
-        }
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if let Ok(mut s) = self.starts.lock() {
-            s.0 -= 1;
-        }
+        take_time(&self.start_delay, &self.starts).await;
         self.mark_running(name, true)
     }
     async fn stop(&self, name: &str) -> Result<()> {
@@ -615,17 +620,7 @@ impl ContainerBackend for FakeBackend {
     }
     async fn delete(&self, name: &str) -> Result<()> {
         self.write();
-        let delay = self.delete_delay.lock().map(|d| *d).unwrap_or_default();
-        if let Ok(mut s) = self.deletes.lock() {
-            s.0 += 1;
-            s.1 = s.1.max(s.0);
-        }
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if let Ok(mut s) = self.deletes.lock() {
-            s.0 -= 1;
-        }
+        take_time(&self.delete_delay, &self.deletes).await;
         self.with(|m| {
             match m.get(name) {
                 Some(o) if o.running => {

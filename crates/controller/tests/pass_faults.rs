@@ -477,3 +477,92 @@ async fn a_teardown_deletes_several_at_a_time_within_the_bound() {
     assert_eq!(now, 0);
     assert_eq!(peak, DELETES_AT_ONCE, "deletes at once");
 }
+
+fn condition(st: &Value, t: &str) -> Value {
+    st["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == t).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Found reading status: a cluster with an unreachable cache node, or tenants and no
+/// PostgreSQL, said `Ready=True`, `Degraded=False` beside `CacheReady=False` /
+/// `ShardsReady=False`. A part's fault now makes it Degraded and not Ready; a pending
+/// rebalance (waiting for a person, the published map serving) does neither.
+#[tokio::test]
+async fn a_fault_of_shards_or_cache_makes_the_cluster_degraded_and_not_ready() {
+    let w = world();
+    let base = json!({"replicas": 1, "health": {"enabled": false}});
+    apply(&w, "parts", base.clone()).await;
+    w.rec.reconcile("parts").await.unwrap();
+    let st = status(&w, "parts").await;
+    assert_eq!(condition(&st, "Ready")["status"], "True", "{st}");
+    assert_eq!(condition(&st, "Degraded")["status"], "False", "{st}");
+
+    // Nothing listens on port 1 of loopback.
+    let mut spec = base.clone();
+    spec["cache"] = json!({"mode": "single", "nodes": ["127.0.0.1:1"]});
+    apply(&w, "parts", spec).await;
+    let _ = w.rec.reconcile("parts").await;
+    let st = status(&w, "parts").await;
+    assert_eq!(condition(&st, "CacheReady")["status"], "False", "{st}");
+    let degraded = condition(&st, "Degraded");
+    assert_eq!(degraded["status"], "True", "{st}");
+    assert_eq!(degraded["reason"], "NodeUnreachable", "{st}");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("CacheReady: "),
+        "{degraded}"
+    );
+    let ready = condition(&st, "Ready");
+    assert_eq!(ready["status"], "False", "{st}");
+    assert_eq!(ready["reason"], "PartNotReady", "{st}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("1/1 instances ready"),
+        "{ready}"
+    );
+
+    // Tenants and no PostgreSQL for them.
+    let mut spec = base.clone();
+    spec["sharding"] = json!({"strategy": "tenant", "tenant": {"tenants": ["acme"]}});
+    apply(&w, "parts", spec).await;
+    let _ = w.rec.reconcile("parts").await;
+    let st = status(&w, "parts").await;
+    assert_eq!(condition(&st, "CacheReady"), Value::Null, "{st}");
+    assert_eq!(
+        condition(&st, "ShardsReady")["reason"],
+        "PostgresNotConfigured",
+        "{st}"
+    );
+    assert_eq!(
+        condition(&st, "Degraded")["reason"],
+        "PostgresNotConfigured",
+        "{st}"
+    );
+    assert_eq!(condition(&st, "Ready")["status"], "False", "{st}");
+
+    // A rebalance waiting for approval: ShardsReady False, yet Ready and not Degraded.
+    let hash = |n: u32| {
+        let mut spec = base.clone();
+        spec["sharding"] = json!({"strategy": "hash",
+            "hash": {"key": "user_id", "algorithm": "slots", "shardCount": n}});
+        spec
+    };
+    apply(&w, "parts", hash(4)).await;
+    w.rec.reconcile("parts").await.unwrap();
+    apply(&w, "parts", hash(5)).await;
+    w.rec.reconcile("parts").await.unwrap();
+    let st = status(&w, "parts").await;
+    assert_eq!(
+        condition(&st, "ShardsReady")["reason"],
+        "RebalancePending",
+        "{st}"
+    );
+    assert_eq!(condition(&st, "Degraded")["status"], "False", "{st}");
+    assert_eq!(condition(&st, "Ready")["status"], "True", "{st}");
+}

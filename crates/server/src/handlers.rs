@@ -24,15 +24,21 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-pub async fn readyz(State(s): State<AppState>) -> Response {
-    match s.store.list(BOTCLUSTER_KIND).await {
+/// Ready when the store answers one cheap read and the watch cache (which serves every read)
+/// has caught up with it.
+pub async fn readyz(
+    State(s): State<AppState>,
+    Extension(cache): Extension<Arc<WatchCache>>,
+) -> Response {
+    let not_ready = |what: String| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NotReady", what).into_response()
+    };
+    if let Err(e) = s.store.ping().await {
+        return not_ready(format!("the store is not answering: {e}"));
+    }
+    match sync(&cache).await {
         Ok(_) => "ok\n".into_response(),
-        Err(e) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NotReady",
-            format!("the store is not answering: {e}"),
-        )
-        .into_response(),
+        Err(e) => not_ready(e.body.message),
     }
 }
 

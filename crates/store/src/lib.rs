@@ -209,6 +209,10 @@ pub trait Store: Send + Sync + 'static {
     /// The newest resourceVersion this store instance committed (and sent to watchers). Cheap:
     /// no I/O, so a watch cache can check it on every read.
     fn revision(&self) -> u64;
+    /// Does the store answer? One cheap read (`/readyz`), of a name no object can have.
+    async fn ping(&self) -> Result<()> {
+        self.get("", "").await.map(|_| ())
+    }
     /// Every object of every kind, with the resourceVersion they were read at, atomically: a
     /// watcher subscribed before this call gets exactly the events newer than that version.
     async fn snapshot(&self) -> Result<(u64, Vec<StoredObject>)>;

@@ -385,23 +385,40 @@ impl BotClusterReconciler {
             proxy: &proxy,
             suspended,
             in_flight: &in_flight,
+            parts: &[],
         };
-        let (mut status, mut events) = derive_status(&previous, &facts);
-        events.extend(shards::report(
-            &mut status,
+        // The parts first (shards, cache), then everything else from them: Degraded and
+        // Ready have one writer, `derive_status`.
+        let mut base = previous.clone();
+        let mut events = shards::report(
+            &mut base,
             &previous,
             &pass.shards,
             &db_outcome,
             !suspended,
             &now,
             facts.generation,
-        ));
+        );
         super::botconfig::report_cache(
-            &mut status,
+            &mut base,
             super::botconfig::probe_cache(spec).await,
             &now,
             facts.generation,
         );
+        let parts: Vec<_> = base
+            .conditions
+            .iter()
+            .filter(|c| {
+                [shards::SHARDS_READY, super::botconfig::CACHE_READY].contains(&c.type_.as_str())
+            })
+            .cloned()
+            .collect();
+        let facts = Facts {
+            parts: &parts,
+            ..facts
+        };
+        let (status, more) = derive_status(&base, &facts);
+        events.extend(more);
         publish(&self.metrics, name, &previous, &status, &facts);
         shards::publish(&self.metrics, name, &status);
         self.write_status(name, &status, events).await?;

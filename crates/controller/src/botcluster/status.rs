@@ -3,8 +3,12 @@
 //!
 //! *Why is a cluster Degraded?* Every reason is pushed onto one list in [`derive_status`]:
 //! `NameConflict`, `LimitUnsupported`, `Blocked`, `RolloutStalled`, `ActionFailed`,
-//! `ProxyNotConfigured`, `ProxyUnavailable`; the condition's reason is the sorted set of
-//! them, its message all their messages. A failed pass ([`failure_status`]) sets
+//! `ProxyNotConfigured`, `ProxyUnavailable`, and the reason of every part's condition
+//! (`ShardsReady`, `CacheReady`, derived first and passed in [`Facts::parts`]) that is False
+//! for a fault — `RebalancePending` and `ShardSkew` only wait or warn, so they are not; the
+//! condition's reason is the sorted set of them, its message all their messages. `Ready`
+//! needs every instance ready and no part's fault (reason `PartNotReady` when only a part
+//! is wrong). A failed pass ([`failure_status`]) sets
 //! `ReconcileError` instead, until a pass succeeds.
 
 use std::collections::{BTreeSet, HashMap};
@@ -56,6 +60,23 @@ pub struct Facts<'a> {
     pub suspended: bool,
     /// Actions of earlier passes still running in the background, described.
     pub in_flight: &'a [String],
+    /// The conditions of the parts reconciled beside the containers (`ShardsReady`,
+    /// `CacheReady`), derived first: a fault in one makes the cluster Degraded and not Ready.
+    pub parts: &'a [Condition],
+}
+
+/// Reasons a part's condition is False that are no fault: a rebalance waiting for a person's
+/// approval (the published map keeps serving) and a skewed but working map.
+const PART_WAITS: &[&str] = &["RebalancePending", "ShardSkew"];
+
+/// The parts' faults: (reason, "ShardsReady: message") for each False condition that is not
+/// only waiting.
+fn part_faults(parts: &[Condition]) -> Vec<(String, String)> {
+    parts
+        .iter()
+        .filter(|c| c.status == ConditionStatus::False && !PART_WAITS.contains(&c.reason.as_str()))
+        .map(|c| (c.reason.clone(), format!("{}: {}", c.type_, c.message)))
+        .collect()
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: String, generation: u64) -> Condition {
@@ -227,7 +248,9 @@ pub fn derive_status(previous: &BotClusterStatus, f: &Facts<'_>) -> (BotClusterS
                 && o.config.get(crate::model::KEY_TEMPLATE) == Some(&template)
         })
         .count() as u32;
-    let all_ready = ready == desired && replicas == desired && p.pending_replacements == 0;
+    let instances_ready = ready == desired && replicas == desired && p.pending_replacements == 0;
+    let faults = part_faults(f.parts);
+    let all_ready = instances_ready && faults.is_empty();
 
     // Every reason for Degraded, in one list.
     let mut problems: Vec<(String, String)> = Vec::new();
@@ -270,6 +293,7 @@ pub fn derive_status(previous: &BotClusterStatus, f: &Facts<'_>) -> (BotClusterS
     }
     let (proxy, proxy_problem, rate_limit) = proxy_status(previous.proxy.clone(), f.proxy);
     problems.extend(proxy_problem);
+    problems.extend(faults.iter().cloned());
 
     let mut conditions = previous.conditions.clone();
     set_condition(
@@ -277,8 +301,25 @@ pub fn derive_status(previous: &BotClusterStatus, f: &Facts<'_>) -> (BotClusterS
         condition(
             "Ready",
             all_ready,
-            if all_ready { "AllReady" } else { "NotAllReady" },
-            format!("{ready}/{desired} instances ready"),
+            if all_ready {
+                "AllReady"
+            } else if instances_ready {
+                "PartNotReady"
+            } else {
+                "NotAllReady"
+            },
+            if faults.is_empty() {
+                format!("{ready}/{desired} instances ready")
+            } else {
+                format!(
+                    "{ready}/{desired} instances ready; {}",
+                    faults
+                        .iter()
+                        .map(|(_, m)| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            },
             generation,
         ),
         now,
