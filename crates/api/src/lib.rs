@@ -8,6 +8,7 @@ pub mod gitsource;
 pub mod import;
 pub mod json;
 pub mod meta;
+pub mod ports;
 pub mod quantity;
 pub mod schema;
 pub mod spec;

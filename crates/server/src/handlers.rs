@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use botcluster_api::gitsource::OWNER_LABEL;
+use botcluster_api::ports;
 use botcluster_api::{BotCluster, ObjectMeta, API_VERSION, BOTCLUSTER_KIND};
 use botcluster_store::{Change, Deleted, SpecWrite, StoredObject};
 use serde_json::{json, Value};
@@ -101,7 +102,7 @@ pub async fn put(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    reserved: Option<axum::Extension<crate::ports::ReservedPorts>>,
+    reserved: Option<axum::Extension<botcluster_api::ports::ReservedPorts>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
@@ -124,9 +125,16 @@ pub async fn put(
         }
     };
     // Host ports another stored cluster holds are refused now, not found at reconcile time.
-    let mut clashes = crate::ports::clashes(&name, &bc.spec, &s.store.list(BOTCLUSTER_KIND).await?);
+    let stored: Vec<(String, botcluster_api::BotClusterSpec)> = s
+        .store
+        .list(BOTCLUSTER_KIND)
+        .await?
+        .into_iter()
+        .filter_map(|o| Some((o.meta.name, serde_json::from_value(o.spec).ok()?)))
+        .collect();
+    let mut clashes = ports::clashes(&name, &bc.spec, stored.iter().map(|(n, s)| (n.as_str(), s)));
     if let Some(axum::Extension(r)) = &reserved {
-        clashes.extend(crate::ports::reserved_clashes(&bc.spec, r));
+        clashes.extend(ports::reserved_clashes(&bc.spec, r));
     }
     if !clashes.is_empty() {
         s.metrics

@@ -29,7 +29,6 @@ mod gitsources;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
-mod ports;
 mod reads;
 pub mod selector;
 mod shards;
@@ -45,10 +44,10 @@ use botcluster_store::Store;
 use reads::{BotClusters, GitSources};
 
 pub use auth::{load_or_create_token, TOKEN_FILE};
+pub use botcluster_api::ports::ReservedPorts;
 pub use error::{ApiError, ErrorBody};
 pub use gitsources::git_field_errors;
 pub use metrics::Metrics;
-pub use ports::ReservedPorts;
 
 /// The PUT body decoder as the server runs it on a blocking thread (UTF-8, JSON or YAML within
 /// the budget, one document, the URL's name, unknown fields, validation), without HTTP around

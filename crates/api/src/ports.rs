@@ -1,8 +1,9 @@
-//! Host ports two BotClusters would both claim, found at apply time: a cluster's `hostPorts`
-//! range and its load balancer's listen port, against every other stored cluster's. Pure; the
-//! PUT handler refuses a write with any (409 `PortConflict`, one field error per clash, naming
-//! the other cluster). What cannot be known at apply time (a port another program holds, the
-//! operator's own `--port-range`) stays the reconciler's `Blocked` condition.
+//! Host ports two BotClusters would both claim: a cluster's `hostPorts` range and its load
+//! balancer's listen port, against every other cluster's. Pure. The API's PUT refuses a write
+//! with any (409 `PortConflict`, one field error per clash, naming the other cluster), and a
+//! GitSource refuses a revision with any (`PortConflict`, naming file and field). What cannot
+//! be known before reconciling (a port another program holds) stays the reconciler's `Blocked`
+//! condition.
 //!
 //! [`ReservedPorts`] (set by `botctl serve` as a request extension) adds the operator's own:
 //! its `--port-range` and the API's listen port.
@@ -12,9 +13,8 @@
 
 use std::net::IpAddr;
 
-use botcluster_api::spec::BotClusterSpec;
-use botcluster_api::FieldError;
-use botcluster_store::StoredObject;
+use crate::spec::BotClusterSpec;
+use crate::FieldError;
 
 /// Ports the operator itself uses, which no spec may claim. `botctl serve` adds this to the
 /// router as an `axum::Extension`; without it only other clusters' ports are checked.
@@ -27,7 +27,7 @@ pub struct ReservedPorts {
 }
 
 /// One error per port `spec` claims that the operator reserves.
-pub(crate) fn reserved_clashes(spec: &BotClusterSpec, reserved: &ReservedPorts) -> Vec<FieldError> {
+pub fn reserved_clashes(spec: &BotClusterSpec, reserved: &ReservedPorts) -> Vec<FieldError> {
     let mine = claims(spec);
     let mut errors = Vec::new();
     if let (Some(a), Some(r)) = (mine.host, reserved.operator_range) {
@@ -117,20 +117,17 @@ fn same_listener(a: (Option<IpAddr>, u16), b: (Option<IpAddr>, u16)) -> bool {
     a.1 == b.1 && (a.0.is_none() || b.0.is_none() || a.0 == b.0)
 }
 
-/// One error per port `spec` (of cluster `name`) claims that another stored cluster holds.
-pub(crate) fn clashes(
+/// One error per port `spec` (of cluster `name`) claims that another cluster of `others`
+/// (name, spec) holds; an entry named `name` (its own older version) is skipped.
+pub fn clashes<'a>(
     name: &str,
     spec: &BotClusterSpec,
-    stored: &[StoredObject],
+    others: impl IntoIterator<Item = (&'a str, &'a BotClusterSpec)>,
 ) -> Vec<FieldError> {
     let mine = claims(spec);
     let mut errors = Vec::new();
-    for other in stored.iter().filter(|o| o.meta.name != name) {
-        let Ok(theirs) = serde_json::from_value::<BotClusterSpec>(other.spec.clone()) else {
-            continue;
-        };
-        let theirs = claims(&theirs);
-        let who = &other.meta.name;
+    for (who, theirs) in others.into_iter().filter(|(n, _)| *n != name) {
+        let theirs = claims(theirs);
         if let (Some(a), Some(b)) = (mine.host, theirs.host) {
             if overlap(a, b) {
                 errors.push(FieldError::new(
@@ -190,13 +187,16 @@ mod tests {
         serde_json::from_value(doc).unwrap()
     }
 
-    fn stored(name: &str, v: serde_json::Value) -> StoredObject {
-        StoredObject {
-            kind: "BotCluster".into(),
-            meta: botcluster_api::ObjectMeta::named(name),
-            spec: serde_json::to_value(spec(v)).unwrap(),
-            status: serde_json::Value::Null,
-        }
+    fn stored(name: &'static str, v: serde_json::Value) -> (&'static str, BotClusterSpec) {
+        (name, spec(v))
+    }
+
+    fn clashes(
+        name: &str,
+        s: &BotClusterSpec,
+        others: &[(&str, BotClusterSpec)],
+    ) -> Vec<FieldError> {
+        super::clashes(name, s, others.iter().map(|(n, s)| (*n, s)))
     }
 
     #[test]
