@@ -4,51 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use test_support::{free_loopback_addr, Daemon};
+mod support;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Server {
-    /// `botctl serve`, killed when dropped.
-    _serve: Daemon,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_loopback_addr();
-    let mut serve = Daemon::spawn(
-        "botctl serve",
-        Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args(["serve", "--listen", &addr, "--no-controller"])
-            .env("BOTCLUSTER_DATA_DIR", dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    serve.wait_listening(&addr, Duration::from_secs(20), String::new);
-    Server {
-        _serve: serve,
-        addr,
-        dir,
-    }
-}
-
-impl Server {
-    fn botctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args(args)
-            .current_dir(repo())
-            .env("BOTCLUSTER_DATA_DIR", self.dir.path())
-            .env("BOTCLUSTER_SERVER", format!("http://{}", self.addr))
-            .env_remove("BOTCLUSTER_TOKEN")
-            .output()
-            .unwrap()
-    }
-}
+use support::{repo, Serve};
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -59,7 +17,7 @@ fn err(o: &Output) -> String {
 
 #[test]
 fn apply_get_diff_delete_round_trip_through_the_cli() {
-    let s = start();
+    let s = Serve::api_only();
     let o = s.botctl(&["apply", "-f", "examples/"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(
@@ -117,7 +75,7 @@ fn apply_get_diff_delete_round_trip_through_the_cli() {
 
 #[test]
 fn invalid_files_are_rejected_with_file_and_field_and_the_rest_still_apply() {
-    let s = start();
+    let s = Serve::api_only();
     let mixed = s.dir.path().join("mixed.yaml");
     let good = std::fs::read_to_string(repo().join("examples/minimal.yaml")).unwrap();
     let bad = std::fs::read_to_string(repo().join("crates/api/tests/invalid/min-above-max.yaml"))
@@ -142,7 +100,7 @@ fn invalid_files_are_rejected_with_file_and_field_and_the_rest_still_apply() {
 
 #[test]
 fn wait_times_out_with_a_clear_message_while_nothing_reconciles() {
-    let s = start();
+    let s = Serve::api_only();
     s.botctl(&["apply", "-f", "examples/minimal.yaml"]);
     let o = s.botctl(&[
         "wait",
@@ -161,7 +119,7 @@ fn wait_times_out_with_a_clear_message_while_nothing_reconciles() {
 
 #[test]
 fn a_wrong_token_is_refused() {
-    let s = start();
+    let s = Serve::api_only();
     let o = Command::new(env!("CARGO_BIN_EXE_botctl"))
         .args([
             "get",
@@ -209,15 +167,9 @@ struct Follower {
 }
 
 impl Follower {
-    fn start(s: &Server, args: &[&str]) -> Follower {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_botctl"));
-        cmd.args(args)
-            .current_dir(repo())
-            .env("BOTCLUSTER_DATA_DIR", s.dir.path())
-            .env("BOTCLUSTER_SERVER", format!("http://{}", s.addr))
-            .env_remove("BOTCLUSTER_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+    fn start(s: &Serve, args: &[&str]) -> Follower {
+        let mut cmd = s.command(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = test_support::dies_with_this_test(&mut cmd).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
@@ -265,7 +217,7 @@ fn minimal_with(dir: &Path, name: &str, replicas: u32, labels: &str) -> PathBuf 
 
 #[test]
 fn get_watch_shows_a_change_within_a_second() {
-    let s = start();
+    let s = Serve::api_only();
     let f1 = minimal_with(s.dir.path(), "watched", 1, "team: bots");
     assert!(s
         .botctl(&["apply", "-f", f1.to_str().unwrap()])
@@ -306,7 +258,7 @@ fn get_watch_shows_a_change_within_a_second() {
 
 #[test]
 fn get_selects_by_label_and_wait_follows_the_watch() {
-    let s = start();
+    let s = Serve::api_only();
     for (name, labels) in [
         ("a-bots", "team: bots"),
         ("b-web", "team: web"),
@@ -342,14 +294,8 @@ fn get_selects_by_label_and_wait_follows_the_watch() {
     assert_eq!(o.status.code(), Some(2));
     assert!(err(&o).contains("labelSelector"), "{}", err(&o));
     // `wait --for delete` returns as soon as the watch says it is gone.
-    let mut waiter = Command::new(env!("CARGO_BIN_EXE_botctl"));
-    waiter
-        .args(["wait", "a-bots", "--for", "delete", "--timeout", "20s"])
-        .env("BOTCLUSTER_DATA_DIR", s.dir.path())
-        .env("BOTCLUSTER_SERVER", format!("http://{}", s.addr))
-        .env_remove("BOTCLUSTER_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut waiter = s.command(&["wait", "a-bots", "--for", "delete", "--timeout", "20s"]);
+    waiter.stdout(Stdio::piped()).stderr(Stdio::piped());
     let waiter = test_support::dies_with_this_test(&mut waiter)
         .spawn()
         .unwrap();
@@ -368,7 +314,7 @@ fn get_selects_by_label_and_wait_follows_the_watch() {
 
 #[test]
 fn status_watch_prints_the_page_again_on_each_change() {
-    let s = start();
+    let s = Serve::api_only();
     let f1 = minimal_with(s.dir.path(), "paged", 1, "");
     assert!(s
         .botctl(&["apply", "-f", f1.to_str().unwrap()])
@@ -389,7 +335,7 @@ fn status_watch_prints_the_page_again_on_each_change() {
 
 #[test]
 fn serve_stops_promptly_on_sigterm_while_a_watch_is_open() {
-    let mut s = start();
+    let mut s = Serve::api_only();
     let f = minimal_with(s.dir.path(), "held", 1, "");
     assert!(s
         .botctl(&["apply", "-f", f.to_str().unwrap()])
@@ -399,12 +345,12 @@ fn serve_stops_promptly_on_sigterm_while_a_watch_is_open() {
     w.line_with("held", Duration::from_secs(10))
         .expect("the watch is open");
     let term = Command::new("kill")
-        .args(["-TERM", &s._serve.id().to_string()])
+        .args(["-TERM", &s.daemon().id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
     let t = std::time::Instant::now();
-    while s._serve.exited().is_none() {
+    while s.daemon().exited().is_none() {
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "botctl serve still runs 5 s after SIGTERM: the open watch holds the graceful shutdown"

@@ -5,69 +5,24 @@
 //! skipped otherwise (`test_support::require`). Cluster names carry this process's pid
 //! (`e2e-<pid>-g...`); each test deletes what it made, and containers of killed runs are swept.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lxd_client::{Client, InstanceStatePut};
+use lxd_client::Client;
 use serde_json::Value;
+use support::Serve;
 use test_support::git::git;
 use test_support::{free_loopback_addr, git_cli, require, Daemon, GitRepo, Missing};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
 
-fn image() -> String {
-    std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
-}
-
-/// The LXD client with the test image, or what is missing.
+/// The LXD client with the test image (and the git CLI), or what is missing; containers of
+/// killed runs of this file (`e2e-<pid>-g...`) are swept first.
 async fn lxd() -> Result<Client, Missing> {
     git_cli()?;
-    let socket = Client::default_socket_path();
-    let missing = |why: String| Err(Missing::new(why, "run `cargo xtask lxd-up` first"));
-    if !socket.exists() {
-        return missing(format!("no LXD at {}", socket.display()));
-    }
-    let client = Client::unix(&socket).expect("client");
-    let started = Instant::now();
-    loop {
-        match client.get_image_alias(&image()).await {
-            Ok(_) => break,
-            Err(e) if e.is_not_found() => {
-                return missing(format!("LXD has no image alias {}", image()))
-            }
-            Err(e) if started.elapsed() > Duration::from_secs(120) => {
-                return missing(format!(
-                    "LXD does not answer for image alias {}: {e}",
-                    image()
-                ))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
-        }
-    }
-    // Containers of earlier runs of this file that were killed before cleaning up.
-    if let Ok(all) = client.list_instances(None).await {
-        for i in all.into_iter().filter(|i| of_a_dead_run(&i.name)) {
-            let _ = client
-                .change_state(&i.name, &InstanceStatePut::stop().force(true))
-                .await;
-            tokio::time::sleep(Duration::from_millis(750)).await;
-            let _ = client.delete_instance(&i.name).await;
-        }
-    }
+    let client = support::lxd::connect().await?;
+    support::lxd::sweep_dead_runs(&client, "g").await;
     Ok(client)
-}
-
-fn of_a_dead_run(name: &str) -> bool {
-    let mut parts = name.splitn(3, '-');
-    parts.next() == Some("e2e")
-        && parts
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        && parts.next().is_some_and(|rest| rest.starts_with('g'))
 }
 
 /// The fleet's repository ([`GitRepo`]), committing files given as owned strings.
@@ -91,125 +46,22 @@ impl Repo {
 fn cluster(name: &str, extra: &str) -> Option<String> {
     Some(format!(
         "apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\n{extra}spec:\n  image: {}\n  replicas: 1\n  resources: {{cpu: 1, memory: 128MiB}}\n  health: {{interval: 1s, timeout: 1s}}\n",
-        image()
+        support::image()
     ))
 }
 
-/// `botctl serve` with its own data dir; killed when dropped.
-struct Operator {
-    dir: tempfile::TempDir,
-    addr: String,
-    child: Option<Daemon>,
-    ports: String,
-}
-
-impl Operator {
-    fn start(ports: String) -> Operator {
-        let mut op = Operator {
-            dir: tempfile::tempdir().unwrap(),
-            addr: String::new(),
-            child: None,
-            ports,
-        };
-        op.spawn(&[]);
-        op
-    }
-
-    fn spawn(&mut self, extra: &[&str]) {
-        self.addr = free_loopback_addr();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("serve.log"))
-            .unwrap();
-        let mut args = vec![
-            "serve",
-            "--listen",
-            &self.addr,
-            "--port-range",
-            &self.ports,
-            "--resync",
-            "1s",
-            "--caddy-admin",
-            "none",
-        ];
-        args.extend(extra);
-        let mut serve = Daemon::spawn(
-            "botctl serve",
-            Command::new(env!("CARGO_BIN_EXE_botctl"))
-                .args(&args)
-                .env("BOTCLUSTER_DATA_DIR", self.dir.path())
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log),
-        );
-        serve.wait_listening(&self.addr, Duration::from_secs(30), || self.log());
-        self.child = Some(serve);
-    }
-
-    fn kill_9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
-    }
-
-    fn botctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args(args)
-            .current_dir(repo_root())
-            .env("BOTCLUSTER_DATA_DIR", self.dir.path())
-            .env("BOTCLUSTER_SERVER", format!("http://{}", self.addr))
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.botctl(args);
-        assert!(
-            o.status.success(),
-            "botctl {args:?} failed: {}{}\n{}",
-            text(&o.stdout),
-            text(&o.stderr),
-            self.log()
-        );
-        text(&o.stdout)
-    }
-
-    fn apply(&self, yaml: &str, extra: &[&str]) -> Output {
-        let file = self.dir.path().join("doc.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let mut args = vec!["apply", "-f", file.to_str().unwrap()];
-        args.extend(extra);
-        self.botctl(&args)
-    }
-
-    fn json(&self, what: &str) -> Value {
-        let o = self.botctl(&["get", what, "-o", "json"]);
-        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
-    }
-
-    /// Polls `what` until `done` holds (or fails after `timeout`, showing the last value).
-    fn until(&self, what: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let started = Instant::now();
-        loop {
-            let v = self.json(what);
-            if done(&v) {
-                return v;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "{what} did not get there in {timeout:?}: {v:#}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        let t = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
+/// `botctl serve` with its own data dir and 20 host ports, no Caddy; killed when dropped.
+fn operator() -> Serve {
+    let ports = support::port_range_arg(20);
+    Serve::new(&[
+        "--port-range",
+        &ports,
+        "--resync",
+        "1s",
+        "--caddy-admin",
+        "none",
+    ])
+    .started()
 }
 
 fn text(b: &[u8]) -> String {
@@ -225,39 +77,6 @@ fn condition<'a>(v: &'a Value, t: &str) -> &'a Value {
         .and_then(Value::as_array)
         .and_then(|cs| cs.iter().find(|c| c["type"] == t))
         .unwrap_or(&Value::Null)
-}
-
-async fn containers(lxd: &Client, cluster: &str) -> Vec<lxd_client::Instance> {
-    let prefix = format!("{cluster}-");
-    let mut tries = 0;
-    loop {
-        match lxd.list_instances(None).await {
-            Ok(all) => {
-                return all
-                    .into_iter()
-                    .filter(|i| i.name.starts_with(&prefix))
-                    .collect()
-            }
-            Err(e) if tries < 5 => {
-                tries += 1;
-                eprintln!("listing instances failed ({e}); asking again");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(e) => panic!("LXD did not list its instances: {e}"),
-        }
-    }
-}
-
-/// A free range of 20 host ports below the ephemeral range.
-fn port_range() -> String {
-    let base = (std::process::id() % 100) as u16;
-    for slot in 0..100u16 {
-        let start = 26000 + ((base + slot) % 100) * 40;
-        if (start..start + 20).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return format!("{start}-{}", start + 19);
-        }
-    }
-    panic!("no free port range");
 }
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -286,15 +105,15 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
         ],
         "two clusters",
     );
-    let mut op = Operator::start(port_range());
+    let mut op = operator();
     // A cluster applied by hand, which no sync may touch.
-    let hand = format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata: {{name: {h}}}\nspec: {{image: {}, replicas: 0}}\n", image());
-    assert!(op.apply(&hand, &[]).status.success());
+    let hand = format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata: {{name: {h}}}\nspec: {{image: {}, replicas: 0}}\n", support::image());
+    assert!(op.apply_file("doc.yaml", &hand, &[]).status.success());
     let source = format!(
         "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: fleet}}\nspec:\n  url: {}\n  path: clusters\n  interval: 1h\n",
         repo.url()
     );
-    let o = op.apply(&source, &[]);
+    let o = op.apply_file("doc.yaml", &source, &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
 
     eprintln!("step 1 at {:.1?}", started.elapsed());
@@ -311,8 +130,8 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
         assert_eq!(s(&v, "/metadata/managedBy"), "gitsource/fleet", "{v:#}");
         op.ok(&["wait", c, "--for", "condition=Ready", "--timeout", "180s"]);
     }
-    assert_eq!(containers(&lxd, &a).await.len(), 1);
-    assert_eq!(containers(&lxd, &b).await.len(), 1);
+    assert_eq!(support::lxd::containers(&lxd, &a).await.len(), 1);
+    assert_eq!(support::lxd::containers(&lxd, &b).await.len(), 1);
     let fleet = op.json("gitsource/fleet");
     assert_eq!(
         s(&fleet, "/status/lastAppliedRevision"),
@@ -343,7 +162,7 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
         v.pointer("/status/readyReplicas").and_then(Value::as_u64) == Some(2)
     });
     assert_eq!(v["spec"]["replicas"], 2);
-    assert_eq!(containers(&lxd, &a).await.len(), 2);
+    assert_eq!(support::lxd::containers(&lxd, &a).await.len(), 2);
 
     eprintln!("step 3 at {:.1?}", started.elapsed());
     // 3. `botctl apply` of an owned cluster is refused without --force; forced, the next sync
@@ -351,14 +170,14 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
     let forced = cluster(&a, "")
         .unwrap()
         .replace("replicas: 1", "replicas: 2\n  suspend: true");
-    let o = op.apply(&forced, &[]);
+    let o = op.apply_file("doc.yaml", &forced, &[]);
     assert!(!o.status.success());
     let err = text(&o.stderr);
     assert!(
         err.contains("managed by GitSource \"fleet\"") && err.contains("--force"),
         "{err}"
     );
-    let o = op.apply(&forced, &["--force"]);
+    let o = op.apply_file("doc.yaml", &forced, &["--force"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(op.json(&a)["spec"]["suspend"], true);
     op.ok(&["sync", "fleet"]);
@@ -432,7 +251,7 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
     eprintln!("step 5 at {:.1?}", started.elapsed());
     // 5. The operator killed mid-sync: the restarted one finishes the revision.
     op.kill_9();
-    op.spawn(&["--test-gitsource-apply-pause", "5s"]);
+    op.spawn_with(&["--test-gitsource-apply-pause", "5s"]);
     let label = "  labels: {rev: five}\n";
     let c5 = repo.commit(
         &[
@@ -466,7 +285,7 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
         s(&seen[1], "/status/lastAppliedRevision"),
         format!("main@sha1:{c2}")
     );
-    op.spawn(&[]);
+    op.spawn();
     let fleet = op.until("gitsource/fleet", Duration::from_secs(60), |v| {
         s(v, "/status/lastAppliedRevision") == format!("main@sha1:{c5}")
     });
@@ -490,7 +309,7 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
     op.ok(&["sync", "fleet"]);
     op.ok(&["wait", &b, "--for", "delete", "--timeout", "180s"]);
     assert!(
-        containers(&lxd, &b).await.is_empty(),
+        support::lxd::containers(&lxd, &b).await.is_empty(),
         "b's containers were left"
     );
     let hand_after = op.json(&h);
@@ -530,13 +349,13 @@ async fn a_git_repository_drives_the_fleet_and_only_what_it_applied() {
     );
     op.ok(&["wait", &a, "--for", "delete", "--timeout", "180s"]);
     op.ok(&["delete", &h, "--wait"]);
-    assert!(containers(&lxd, &a).await.is_empty());
+    assert!(support::lxd::containers(&lxd, &a).await.is_empty());
     eprintln!("gitops e2e took {:.1?}", started.elapsed());
 }
 
 /// Objects as the store holds them, read through a second operator process that serves the
 /// API only (the first was just killed mid-sync; this one must not reconcile).
-fn offline(op: &Operator, what: &[&str]) -> Vec<Value> {
+fn offline(op: &Serve, what: &[&str]) -> Vec<Value> {
     let addr = free_loopback_addr();
     let mut api = Daemon::spawn(
         "botctl serve --no-controller",
@@ -568,14 +387,14 @@ async fn an_unreachable_repository_is_stalled_with_a_growing_backoff_until_sync_
     if require(git_cli()).is_none() {
         return;
     }
-    let op = Operator::start(port_range());
+    let op = operator();
     // A repository that does not exist yet (under the operator's temp dir).
     let late = op.dir.path().join("nonexistent/fleet.git");
     let source = format!(
         "apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata: {{name: lost}}\nspec:\n  url: file://{}\n  interval: 1h\n",
         late.display()
     );
-    assert!(op.apply(&source, &[]).status.success());
+    assert!(op.apply_file("doc.yaml", &source, &[]).status.success());
     let first = op.until("gitsource/lost", Duration::from_secs(30), |v| {
         s(condition(v, "Stalled"), "/status") == "True"
     });

@@ -4,16 +4,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use serde_json::json;
-use test_support::{free_loopback_addr, Daemon};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+
+use support::{repo, Serve};
 
 fn botctl(server: &str, data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_botctl"))
@@ -36,29 +34,9 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn names_with_slashes_or_dots_never_reach_a_url() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_loopback_addr();
-    let mut serve = Daemon::spawn(
-        "botctl serve",
-        Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args(["serve", "--listen", &addr, "--no-controller"])
-            .env("BOTCLUSTER_DATA_DIR", dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    serve.wait_listening(&addr, Duration::from_secs(20), String::new);
-    let server = format!("http://{addr}");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args(args)
-            .current_dir(repo())
-            .env("BOTCLUSTER_DATA_DIR", dir.path())
-            .env("BOTCLUSTER_SERVER", &server)
-            .env_remove("BOTCLUSTER_TOKEN")
-            .output()
-            .unwrap()
-    };
+    let s = Serve::api_only();
+    let (dir, addr) = (&s.dir, &s.addr);
+    let run = |args: &[&str]| s.botctl(args);
     let o = run(&["apply", "-f", "examples/minimal.yaml"]);
     assert!(o.status.success(), "{}", text(&o));
     for args in [

@@ -8,125 +8,25 @@
 //! made; containers left by a killed run (whose pid is gone) are swept at start.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lxd_client::{Client, InstanceSource, InstanceStatePut, InstancesPost};
+use lxd_client::{Client, InstanceSource, InstancesPost};
 use serde_json::Value;
-use test_support::{free_loopback_addr, free_port, require, skip, Admin, Caddy, Daemon, Missing};
+use support::lxd::{force_delete, lxc};
+use support::{image, Serve};
+use test_support::{free_port, require, skip, Admin, Caddy, Missing};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
 
-fn image() -> String {
-    std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
-}
-
-/// The LXD client with the test image, or what is missing (see `test_support::require`).
+/// The LXD client with the test image, or what is missing (see `test_support::require`);
+/// containers and profiles of killed runs are swept first.
 async fn lxd() -> Result<Client, Missing> {
-    let socket = Client::default_socket_path();
-    let missing = |why: String| Err(Missing::new(why, "run `cargo xtask lxd-up` first"));
-    if !socket.exists() {
-        return missing(format!("no LXD at {}", socket.display()));
-    }
-    let client = Client::unix(&socket).expect("client");
-    // A busy daemon can be slow to answer: only a clear "not found" means no image.
-    let started = Instant::now();
-    loop {
-        match client.get_image_alias(&image()).await {
-            Ok(_) => break,
-            Err(e) if e.is_not_found() => {
-                return missing(format!("LXD has no image alias {}", image()))
-            }
-            Err(e) if started.elapsed() > Duration::from_secs(120) => {
-                return missing(format!(
-                    "LXD does not answer for image alias {}: {e}",
-                    image()
-                ))
-            }
-            Err(e) => {
-                eprintln!("LXD did not answer yet ({e}); retrying");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    }
-    sweep_leftovers(&client).await;
-    sweep_profiles();
+    let client = support::lxd::connect().await?;
+    support::lxd::sweep_dead_runs(&client, "").await;
+    support::lxd::sweep_dead_profiles();
     Ok(client)
-}
-
-/// Deletes containers of earlier runs that were killed before cleaning up.
-async fn sweep_leftovers(client: &Client) {
-    let Ok(all) = client.list_instances(None).await else {
-        return;
-    };
-    for i in all.into_iter().filter(|i| of_a_dead_run(&i.name)) {
-        force_delete(client, &i.name).await;
-    }
-}
-
-/// Whether `name` (`e2e-<pid>-...`) belongs to a test run whose process is gone.
-fn of_a_dead_run(name: &str) -> bool {
-    let mut parts = name.splitn(3, '-');
-    parts.next() == Some("e2e")
-        && parts
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-}
-
-/// The `lxc` command line (fixed arguments, no shell), for what the typed client does not
-/// cover: profiles.
-fn lxc(args: &[&str]) -> Output {
-    Command::new("lxc").args(args).output().expect("lxc")
-}
-
-/// Deletes test profiles (`e2e-<pid>-...`) of killed runs; a profile still in use stays.
-fn sweep_profiles() {
-    let o = lxc(&["query", "/1.0/profiles"]);
-    let urls: Vec<String> = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    for u in urls {
-        let name = u.rsplit('/').next().unwrap_or_default();
-        if of_a_dead_run(name) {
-            let _ = lxc(&["profile", "delete", name]);
-        }
-    }
-}
-
-async fn force_delete(client: &Client, name: &str) {
-    let _ = client
-        .change_state(name, &InstanceStatePut::stop().force(true))
-        .await;
-    // Let LXD's stop hooks run before the instance disappears (see LxdBackend::delete).
-    tokio::time::sleep(Duration::from_millis(750)).await;
-    let _ = client.delete_instance(name).await;
-}
-
-/// A range of 40 host ports nobody listens on right now, below Linux's ephemeral range
-/// (32768+), where outgoing connections could take a port between the check and LXD's bind.
-fn port_range() -> (u16, u16) {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let base = *BASE.get_or_init(rand_u32);
-    loop {
-        // Tests of one run take consecutive slots; each run starts at a random slot.
-        let slot = (base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 200;
-        let start = 22000 + slot as u16 * 50;
-        if (start..start + 40).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return (start, start + 39);
-        }
-    }
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    t ^ std::process::id().rotate_left(16)
 }
 
 /// The tests share one LXD daemon; concurrent container starts with proxy devices make LXD
@@ -135,20 +35,31 @@ fn rand_u32() -> u32 {
 /// below allow for several such failures in a row (three were seen).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// One test's `botctl serve` (40 host ports, resync 1 s) and its cluster `e2e-<pid>-<test>`,
+/// whose containers are deleted when dropped.
 struct Operator {
     _serial: tokio::sync::MutexGuard<'static, ()>,
+    serve: Serve,
     caddy: Option<Caddy>,
     /// A socket to reach LXD through instead of the default one.
     lxd_socket: Option<PathBuf>,
     /// More `botctl serve` arguments.
     extra_args: Vec<String>,
-    /// `botctl serve`, killed when dropped (and when the test's thread dies).
-    child: Option<Daemon>,
-    addr: String,
-    dir: tempfile::TempDir,
-    ports: (u16, u16),
     cluster: String,
     lxd: Client,
+}
+
+impl std::ops::Deref for Operator {
+    type Target = Serve;
+    fn deref(&self) -> &Serve {
+        &self.serve
+    }
+}
+
+impl std::ops::DerefMut for Operator {
+    fn deref_mut(&mut self) -> &mut Serve {
+        &mut self.serve
+    }
 }
 
 impl Operator {
@@ -165,15 +76,13 @@ impl Operator {
             Err(missing) => Err(missing),
         };
         let (lxd, caddy) = require(found)?;
+        let ports = support::port_range_arg(40);
         let mut op = Operator {
             _serial: serial,
+            serve: Serve::new(&["--port-range", &ports, "--resync", "1s"]),
             caddy,
             lxd_socket: None,
             extra_args: Vec::new(),
-            child: None,
-            addr: String::new(),
-            dir: tempfile::tempdir().unwrap(),
-            ports: port_range(),
             cluster: format!("e2e-{}-{test}", std::process::id()),
             lxd,
         };
@@ -181,58 +90,17 @@ impl Operator {
         Some(op)
     }
 
+    /// Starts `botctl serve` (again) with this test's Caddy, LXD socket and extra arguments.
     fn spawn(&mut self) {
-        self.addr = free_loopback_addr();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("serve.log"))
-            .unwrap();
-        let range = format!("{}-{}", self.ports.0, self.ports.1);
-        let mut args = vec![
-            "serve",
-            "--listen",
-            &self.addr,
-            "--port-range",
-            &range,
-            "--resync",
-            "1s",
-        ];
         let admin = self.caddy.as_ref().map(|c| c.admin_url().to_owned());
         // Without a Caddy of its own, none at all: never the machine's shared one.
-        args.extend(["--caddy-admin", admin.as_deref().unwrap_or("none")]);
+        let mut args = vec!["--caddy-admin", admin.as_deref().unwrap_or("none")];
         let socket = self.lxd_socket.as_ref().map(|p| p.display().to_string());
         if let Some(sock) = &socket {
             args.extend(["--lxd", sock.as_str()]);
         }
         args.extend(self.extra_args.iter().map(String::as_str));
-        let mut serve = Daemon::spawn(
-            "botctl serve",
-            Command::new(env!("CARGO_BIN_EXE_botctl"))
-                .args(&args)
-                .env("BOTCLUSTER_DATA_DIR", self.dir.path())
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log),
-        );
-        serve.wait_listening(&self.addr, Duration::from_secs(30), || self.log());
-        self.child = Some(serve);
-    }
-
-    fn kill_9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill(); // SIGKILL
-        }
-    }
-
-    fn botctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args(args)
-            .current_dir(repo())
-            .env("BOTCLUSTER_DATA_DIR", self.dir.path())
-            .env("BOTCLUSTER_SERVER", format!("http://{}", self.addr))
-            .output()
-            .unwrap()
+        self.serve.spawn_with(&args);
     }
 
     fn apply(&self, spec: &str) {
@@ -240,9 +108,8 @@ impl Operator {
     }
 
     fn apply_image(&self, image: &str, spec: &str) {
-        let file = self.dir.path().join("cluster.yaml");
-        std::fs::write(&file, format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {}\nspec:\n  image: {image}\n{spec}", self.cluster)).unwrap();
-        let o = self.botctl(&["apply", "-f", file.to_str().unwrap()]);
+        let yaml = support::cluster_yaml(&self.cluster, image, spec);
+        let o = self.apply_file("cluster.yaml", &yaml, &[]);
         assert!(
             o.status.success(),
             "apply failed: {}",
@@ -268,108 +135,19 @@ impl Operator {
     }
 
     fn get(&self) -> Value {
-        let o = self.botctl(&["get", &self.cluster, "-o", "json"]);
-        serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+        self.json(&self.cluster)
     }
 
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// This cluster's containers in LXD: (name, running, config).
+    /// This cluster's containers in LXD, sorted by name.
     async fn containers(&self) -> Vec<lxd_client::Instance> {
-        let prefix = format!("{}-", self.cluster);
-        // LXD 5.0.2 here sometimes answers nothing for a minute while a container start is
-        // stuck in its hooks; that is LXD's trouble, not the operator's, so ask again.
-        let mut tries = 0;
-        let all = loop {
-            match self.lxd.list_instances(None).await {
-                Ok(all) => break all,
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    eprintln!("listing instances failed ({e}); asking again");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                Err(e) => panic!("LXD did not list its instances 6 times in a row: {e}"),
-            }
-        };
-        let mut v: Vec<_> = all
-            .into_iter()
-            .filter(|i| i.name.starts_with(&prefix))
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    /// Mutating LXD requests the operator has sent, from its /metrics.
-    async fn lxd_writes(&self) -> u64 {
-        let mut total = 0.0;
-        for m in ["POST", "PUT", "PATCH", "DELETE"] {
-            total += self
-                .metric_where("botcluster_lxd_requests_total{", &format!("method=\"{m}\""))
-                .await;
-        }
-        total as u64
-    }
-
-    /// The sum of the operator's metric lines that start with `prefix` and contain `filter`.
-    async fn metric_where(&self, prefix: &str, filter: &str) -> f64 {
-        let token = std::fs::read_to_string(self.dir.path().join("token")).unwrap();
-        let text = reqwest::Client::new()
-            .get(format!("http://{}/metrics", self.addr))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(prefix) && l.contains(filter))
-            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
-            .sum()
-    }
-
-    async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut f: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let started = Instant::now();
-        while !f().await {
-            assert!(
-                started.elapsed() < timeout,
-                "timed out waiting for {what}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        support::lxd::containers(&self.lxd, &self.cluster).await
     }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
         self.kill_9();
-        let prefix = format!("{}-", self.cluster);
-        let socket = Client::default_socket_path();
-        // Clean up on a fresh runtime: Drop can run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(c) = Client::unix(&socket) else { return };
-                if let Ok(all) = c.list_instances(None).await {
-                    for i in all.into_iter().filter(|i| i.name.starts_with(&prefix)) {
-                        force_delete(&c, &i.name).await;
-                    }
-                }
-            })
-        })
-        .join();
+        support::lxd::delete_containers_blocking(&format!("{}-", self.cluster));
     }
 }
 
@@ -791,9 +569,8 @@ impl Operator {
     }
 
     fn apply_named(&self, name: &str, spec: &str) {
-        let file = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&file, format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: {}\n{spec}", image())).unwrap();
-        let o = self.botctl(&["apply", "-f", file.to_str().unwrap()]);
+        let yaml = support::cluster_yaml(name, &image(), spec);
+        let o = self.apply_file(&format!("{name}.yaml"), &yaml, &[]);
         assert!(
             o.status.success(),
             "apply failed: {}",

@@ -15,117 +15,53 @@
 //! Names carry this process's pid (`e2e-<pid>-...`); each test deletes what it made.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::{
-    free_loopback_addr, free_port, postgres_url, redis_addr, require, Admin, Caddy, Daemon, Missing,
-};
+use support::Serve;
+use test_support::{free_port, postgres_url, redis_addr, require, Admin, Caddy};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn image() -> String {
-    std::env::var("BOTCLUSTER_TEST_IMAGE").unwrap_or_else(|_| "botcluster-botserver".into())
-}
-
-async fn lxd() -> Result<lxd_client::Client, Missing> {
-    let socket = lxd_client::Client::default_socket_path();
-    let missing = |why: String| Err(Missing::new(why, "run `cargo xtask lxd-up` first"));
-    if !socket.exists() {
-        return missing(format!("no LXD at {}", socket.display()));
-    }
-    let client = lxd_client::Client::unix(&socket).expect("client");
-    match client.get_image_alias(&image()).await {
-        Ok(_) => Ok(client),
-        Err(e) => missing(format!("LXD has no usable image alias {}: {e}", image())),
-    }
-}
+mod support;
 
 /// One container test at a time in this binary (LXD 5.0.2 is happier that way).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Operator {
-    child: Option<Daemon>,
-    addr: String,
-    dir: tempfile::TempDir,
-    http: reqwest::Client,
-    token: String,
+/// `botctl serve` with a tenant PostgreSQL (`BOTCLUSTER_POSTGRES`) and 20 host ports.
+struct Operator(Serve);
+
+impl std::ops::Deref for Operator {
+    type Target = Serve;
+    fn deref(&self) -> &Serve {
+        &self.0
+    }
 }
 
 impl Operator {
-    fn start(postgres: &str, ports: &str) -> Operator {
-        Self::start_with(postgres, ports, "none")
+    fn start(postgres: &str) -> Operator {
+        Self::start_with(postgres, "none")
     }
 
-    fn start_with(postgres: &str, ports: &str, caddy_admin: &str) -> Operator {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = free_loopback_addr();
-        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-        let mut child = Daemon::spawn(
-            "botctl serve",
-            Command::new(env!("CARGO_BIN_EXE_botctl"))
-                .args(["serve", "--listen", &addr, "--resync", "1s"])
-                .args(["--caddy-admin", caddy_admin, "--port-range", ports])
+    fn start_with(postgres: &str, caddy_admin: &str) -> Operator {
+        let ports = support::port_range_arg(20);
+        let args = [
+            "--resync",
+            "1s",
+            "--caddy-admin",
+            caddy_admin,
+            "--port-range",
+            &ports,
+        ];
+        Operator(
+            Serve::new(&args)
                 .env("BOTCLUSTER_POSTGRES", postgres)
-                .env("BOTCLUSTER_DATA_DIR", dir.path())
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log),
-        );
-        let log_path = dir.path().join("serve.log");
-        child.wait_listening(&addr, Duration::from_secs(30), || {
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        });
-        let token = std::fs::read_to_string(dir.path().join("token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Operator {
-            child: Some(child),
-            addr,
-            dir,
-            http: reqwest::Client::new(),
-            token,
-        }
-    }
-
-    fn botctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_botctl"))
-            .args(args)
-            .current_dir(repo())
-            .env("BOTCLUSTER_DATA_DIR", self.dir.path())
-            .env("BOTCLUSTER_SERVER", format!("http://{}", self.addr))
-            .output()
-            .unwrap()
+                .started(),
+        )
     }
 
     fn apply(&self, name: &str, spec: &str) -> Output {
-        let file = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(
-            &file,
-            format!(
-                "apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: {}\n{spec}",
-                image()
-            ),
-        )
-        .unwrap();
-        self.botctl(&["apply", "-f", file.to_str().unwrap()])
-    }
-
-    async fn api(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("http://{}{path}", self.addr))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let code = r.status().as_u16();
-        (code, r.json().await.unwrap_or(Value::Null))
+        let yaml = support::cluster_yaml(name, &support::image(), spec);
+        self.apply_file(&format!("{name}.yaml"), &yaml, &[])
     }
 
     async fn events(&self, name: &str) -> Vec<Value> {
@@ -133,63 +69,6 @@ impl Operator {
             .api(&format!("/api/v1/botclusters/{name}/events?limit=500"))
             .await;
         v["events"].as_array().cloned().unwrap_or_default()
-    }
-
-    async fn metrics(&self) -> String {
-        self.http
-            .get(format!("http://{}/metrics", self.addr))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    /// Mutating LXD requests the operator has sent (from its /metrics).
-    async fn lxd_writes(&self) -> f64 {
-        let text = self
-            .http
-            .get(format!("http://{}/metrics", self.addr))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("botcluster_lxd_requests_total{"))
-            .filter(|l| {
-                ["POST", "PUT", "PATCH", "DELETE"]
-                    .iter()
-                    .any(|m| l.contains(&format!("method=\"{m}\"")))
-            })
-            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
-            .sum()
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut f: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let started = Instant::now();
-        while !f().await {
-            assert!(
-                started.elapsed() < timeout,
-                "timed out waiting for {what}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     async fn shards(&self, name: &str) -> Value {
@@ -203,19 +82,6 @@ impl Operator {
         let o = self.botctl(&["delete", name, "--wait", "--timeout", "300s"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill();
-        }
-    }
-}
-
-fn port_range(i: u16) -> String {
-    let base = 26000 + (std::process::id() % 40) as u16 * 50 + i * 20;
-    format!("{base}-{}", base + 19)
 }
 
 async fn databases(url: &str) -> BTreeMap<String, Option<String>> {
@@ -260,8 +126,8 @@ async fn tenants_get_databases_once_even_with_two_operators_and_keep_them_when_r
         )
     };
     // Two operators with stores of their own, reconciling the same spec at once.
-    let a = Operator::start(&pg, &port_range(0));
-    let b = Operator::start(&pg, &port_range(1));
+    let a = Operator::start(&pg);
+    let b = Operator::start(&pg);
     let (oa, ob) = (
         a.apply(&name, &spec("acme, globex, initech")),
         b.apply(&name, &spec("acme, globex, initech")),
@@ -356,12 +222,12 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     let Some(pg) = require(postgres_url()) else {
         return;
     };
-    let Some(lxd) = require(lxd().await) else {
+    let Some(lxd) = require(support::lxd::connect().await) else {
         return;
     };
     let _serial = SERIAL.lock().await;
     let name = format!("e2e-{}-shardmap", std::process::id());
-    let op = Operator::start(&pg, &port_range(2));
+    let op = Operator::start(&pg);
     let spec = |count: u32| {
         format!(
             "  replicas: 2\n  sharding:\n    strategy: hash\n    hash:\n      key: user_id\n      algorithm: slots\n      shardCount: {count}\n"
@@ -403,7 +269,7 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
     }
     // Passes with nothing changed (resync 1 s) push no map and write nothing to LXD.
     let writes = op.lxd_writes().await;
-    assert!(writes > 0.0, "the metric counts the creates");
+    assert!(writes > 0, "the metric counts the creates");
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
         op.lxd_writes().await,
@@ -455,7 +321,7 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
         &file,
         format!(
             "apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata:\n  name: {name}\nspec:\n  image: {}\n{}",
-            image(),
+            support::image(),
             spec(5)
         ),
     )
@@ -536,7 +402,7 @@ async fn the_bots_enforce_the_rate_limit_behind_a_caddy_without_the_module() {
     let Some(pg) = require(postgres_url()) else {
         return;
     };
-    let Some(lxd) = require(lxd().await) else {
+    let Some(lxd) = require(support::lxd::connect().await) else {
         return;
     };
     let Some(caddy) = require(Caddy::start(Admin::Tcp)) else {
@@ -544,7 +410,7 @@ async fn the_bots_enforce_the_rate_limit_behind_a_caddy_without_the_module() {
     };
     let _serial = SERIAL.lock().await;
     let name = format!("e2e-{}-ratelimit", std::process::id());
-    let op = Operator::start_with(&pg, &port_range(3), caddy.admin_url());
+    let op = Operator::start_with(&pg, caddy.admin_url());
     let listen = free_port();
     let spec = format!(
         "  replicas: 1\n  loadBalancer:\n    listen: 127.0.0.1:{listen}\n    healthCheck: {{uri: /api/health, interval: 1s, timeout: 1s}}\n    rateLimit: {{requests: 5, window: 60s}}\n"
@@ -637,7 +503,7 @@ async fn cache_nodes_are_pinged_and_a_dead_one_is_reported() {
     };
     let _serial = SERIAL.lock().await;
     let name = format!("e2e-{}-cache", std::process::id());
-    let op = Operator::start(&pg, &port_range(4));
+    let op = Operator::start(&pg);
     let spec = |node: &str| {
         format!("  replicas: 0\n  cache:\n    mode: single\n    nodes: [\"{node}\"]\n")
     };
