@@ -371,7 +371,7 @@ fn gitsource_with(dir: &Path, name: &str, branch: &str) -> PathBuf {
 
 #[test]
 fn get_and_status_watch_follow_a_gitsource_as_it_is_created_changed_and_deleted() {
-    let s = start();
+    let s = Serve::api_only();
     // Started before the source exists: `get gitsources -w` shows it when it is created.
     let rows = Follower::start(&s, &["get", "gitsources", "-w"]);
     std::thread::sleep(Duration::from_millis(500));
