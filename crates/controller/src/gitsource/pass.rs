@@ -246,11 +246,16 @@ impl GitSourceReconciler {
             }
         };
         // Host ports: the API's rules, against each other and what the revision leaves stored
-        // (a cluster this source prunes does not count; one it would release does).
-        let staying: Vec<(String, botcluster_api::BotClusterSpec)> = self
-            .store
-            .list(BOTCLUSTER_KIND)
-            .await?
+        // (a cluster this source prunes does not count; one it would release does). Against
+        // the stored ones only for a revision not applied yet: once it is, the API's PUT keeps
+        // others off its ports, and an idle poll stays O(this source).
+        let unapplied = st.last_applied_revision.as_deref() != Some(revision.as_str());
+        let stored = if unapplied {
+            self.store.list(BOTCLUSTER_KIND).await?
+        } else {
+            Vec::new()
+        };
+        let staying: Vec<(String, botcluster_api::BotClusterSpec)> = stored
             .into_iter()
             .filter(|o| !desired.iter().any(|d| d.name == o.meta.name))
             .filter(|o| {
