@@ -332,6 +332,43 @@ fn check(kind: Kind, name: &str, what: &WaitFor, obj: Option<&Value>) -> Result<
 
 /// `botctl wait` and `delete --wait`: follows the object's watch until `what` holds or
 /// `timeout` passes (exit 1 then).
+/// Lists `path` (one object, by `fieldSelector`), then follows its watch until `done` gives
+/// `Some` for the object as it is now (`None` when absent or deleted); re-lists on 410. The
+/// one loop behind `wait`, `delete --wait` and `sync`.
+pub async fn until<T>(
+    client: &Client,
+    path: &str,
+    mut done: impl FnMut(Option<&Value>) -> Result<Option<T>>,
+) -> Result<T> {
+    loop {
+        let (items, mut rv) = client.list_all(path).await?;
+        if let Some(t) = done(items.first())? {
+            return Ok(t);
+        }
+        'watch: loop {
+            let Some(mut w) = open(client, path, &rv).await? else {
+                break 'watch;
+            };
+            loop {
+                let obj = match step(&mut w, &mut rv).await? {
+                    Step::Change(t, _) if t == "DELETED" => None,
+                    Step::Change(_, obj) => Some(obj),
+                    Step::Resume => continue 'watch,
+                    Step::Relist => break 'watch,
+                };
+                if let Some(t) = done(obj.as_ref())? {
+                    return Ok(t);
+                }
+            }
+        }
+    }
+}
+
+/// The watch path of one object of `kind`.
+pub fn object_path(kind: Kind, name: &str) -> Result<String> {
+    collection(kind, Some(name), None)
+}
+
 pub async fn wait_for(
     client: &Client,
     kind: Kind,
@@ -349,34 +386,14 @@ pub async fn wait_for(
         }
         last_note.clone()
     };
-    let follow = async {
-        loop {
-            let (items, mut rv) = client.list_all(&path).await?;
-            let (done, n) = check(kind, name, what, items.first())?;
-            if done {
-                return Ok::<String, anyhow::Error>(n);
-            }
-            note(n);
-            'watch: loop {
-                let Some(mut w) = open(client, &path, &rv).await? else {
-                    break 'watch;
-                };
-                loop {
-                    let obj = match step(&mut w, &mut rv).await? {
-                        Step::Change(t, _) if t == "DELETED" => None,
-                        Step::Change(_, obj) => Some(obj),
-                        Step::Resume => continue 'watch,
-                        Step::Relist => break 'watch,
-                    };
-                    let (done, n) = check(kind, name, what, obj.as_ref())?;
-                    if done {
-                        return Ok(n);
-                    }
-                    note(n);
-                }
-            }
+    let follow = until(client, &path, |obj| {
+        let (done, n) = check(kind, name, what, obj)?;
+        if done {
+            return Ok(Some(n));
         }
-    };
+        note(n);
+        Ok(None)
+    });
     match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), follow).await {
         Ok(Ok(done)) => {
             outln!("{done}");

@@ -1,7 +1,7 @@
 //! The GitSource side of botctl: `get gitsources`, `status gitsource/NAME`,
 //! `delete gitsource/NAME [--cascade]`, `sync NAME`, and their rendering.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use reqwest::Method;
@@ -265,31 +265,32 @@ pub async fn sync(client: &Client, name: &str, wait: bool, timeout: Duration) ->
         outln!("gitsource/{name} sync requested");
         return Ok(0);
     }
-    let started = Instant::now();
-    loop {
-        let obj = client.get(&path_of("gitsources", name)?).await?;
-        if s(&obj, "/status/lastHandledSync") == token {
-            let ready = condition(&obj, "Ready");
-            let ok = ready.is_some_and(|c| s(c, "/status") == "True");
-            let applied = s(&obj, "/status/lastAppliedRevision");
-            if ok {
-                outln!("gitsource/{name} synced: {applied}");
-                return Ok(0);
-            }
-            let (reason, message) = ready
-                .map(|c| (s(c, "/reason"), s(c, "/message")))
-                .unwrap_or_default();
-            errln!("gitsource/{name} sync handled but not Ready: {reason}: {message}");
-            if !applied.is_empty() {
-                errln!("still applied: {applied}");
-            }
-            return Ok(1);
-        }
-        if started.elapsed() >= timeout {
-            bail!("gitsource/{name}: the sync was not handled within {timeout:?}; is the controller running? (`botctl status gitsource/{name}`)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // On the watch: the controller records the token as `status.lastHandledSync` when done.
+    let path = crate::follow::object_path(Kind::GitSource, name)?;
+    let handled = crate::follow::until(client, &path, |obj| match obj {
+        None => bail!("gitsource/{name} was deleted before the sync was handled"),
+        Some(o) if s(o, "/status/lastHandledSync") == token => Ok(Some(o.clone())),
+        Some(_) => Ok(None),
+    });
+    let obj = match tokio::time::timeout(timeout, handled).await {
+        Ok(r) => r?,
+        Err(_) => bail!("gitsource/{name}: the sync was not handled within {timeout:?}; is the controller running? (`botctl status gitsource/{name}`)"),
+    };
+    let ready = condition(&obj, "Ready");
+    let ok = ready.is_some_and(|c| s(c, "/status") == "True");
+    let applied = s(&obj, "/status/lastAppliedRevision");
+    if ok {
+        outln!("gitsource/{name} synced: {applied}");
+        return Ok(0);
     }
+    let (reason, message) = ready
+        .map(|c| (s(c, "/reason"), s(c, "/message")))
+        .unwrap_or_default();
+    errln!("gitsource/{name} sync handled but not Ready: {reason}: {message}");
+    if !applied.is_empty() {
+        errln!("still applied: {applied}");
+    }
+    Ok(1)
 }
 
 #[cfg(test)]
