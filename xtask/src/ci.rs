@@ -172,7 +172,10 @@ fn ensure_promtool() -> Result<()> {
 
 /// The git CLI the GitSource tests (and the operator) run.
 fn ensure_git() -> Result<()> {
-    ensure_program("git", "git")
+    ensure_program("git", "git")?;
+    // A private sshd on loopback serves `ssh://` to git-client's test (the package's own
+    // service is not started: no systemd, and Debian's policy-rc.d in images like this one).
+    ensure_program("/usr/sbin/sshd", "openssh-server")
 }
 
 /// Installs Debian's `package` when `program --version` does not run.

@@ -10,9 +10,10 @@ use botcluster_api::yaml::{parse_values, Limits};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{is_not_found, object_path, path_of, query_escape, Client, ServerError};
+use crate::client::{is_not_found, object_path, query_escape, Client, ServerError};
+use crate::follow;
+use crate::kind::{target, Kind};
 use crate::terminal::escape;
-use crate::{follow, render};
 use crate::{Conn, Output};
 
 /// One document read from a file, with where it came from.
@@ -105,48 +106,6 @@ fn doc_name(d: &Doc) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// Which kind a command names: `gitsource/NAME` (also `gitsources/`, `gs/`) or a BotCluster
-/// (`botcluster/NAME` or a bare name).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    BotCluster,
-    GitSource,
-}
-
-fn target(arg: &str) -> (Kind, &str) {
-    match arg.split_once('/') {
-        Some(("gitsource" | "gitsources" | "gs", n)) => (Kind::GitSource, n),
-        Some(("botcluster" | "botclusters" | "bc", n)) => (Kind::BotCluster, n),
-        _ => (Kind::BotCluster, arg),
-    }
-}
-
-/// The URL path of one object of `kind`, its name checked and encoded.
-fn kind_path(kind: Kind, name: &str) -> Result<String> {
-    path_of(kind.plural(), name)
-}
-
-impl Kind {
-    fn of(d: &Doc) -> Kind {
-        match d.value.get("kind").and_then(Value::as_str) {
-            Some(botcluster_api::GITSOURCE_KIND) => Kind::GitSource,
-            _ => Kind::BotCluster,
-        }
-    }
-    fn plural(self) -> &'static str {
-        match self {
-            Kind::BotCluster => "botclusters",
-            Kind::GitSource => "gitsources",
-        }
-    }
-    fn prefix(self) -> &'static str {
-        match self {
-            Kind::BotCluster => "botcluster",
-            Kind::GitSource => "gitsource",
-        }
-    }
-}
-
 pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) -> Result<u8> {
     let docs = read_docs(files)?;
     let client = Client::new(conn)?;
@@ -160,7 +119,7 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) ->
                 continue;
             }
         };
-        let kind = Kind::of(d);
+        let kind = Kind::of_document(&d.value);
         let mut query = Vec::new();
         if dry_run {
             query.push("dryRun=true");
@@ -170,7 +129,7 @@ pub async fn apply(conn: &Conn, files: &[String], dry_run: bool, force: bool) ->
         }
         let path = format!(
             "{}{}{}",
-            kind_path(kind, &name)?,
+            kind.object_path(&name)?,
             if query.is_empty() { "" } else { "?" },
             query.join("&")
         );
@@ -210,29 +169,25 @@ pub async fn get(
     output: Output,
     watch: bool,
 ) -> Result<u8> {
-    let (kind, name) = match (what, second) {
-        (Some("gitsources" | "gitsource" | "gs"), n) => (Kind::GitSource, n),
-        (Some("botclusters" | "botcluster" | "bc"), n) => (Kind::BotCluster, n),
-        (Some(w), None) => {
+    let (kind, name) = match (what.map(|w| (w, Kind::of_word(w))), second) {
+        (Some((_, Some(k))), n) => (k, n),
+        (Some((w, None)), None) => {
             let (k, n) = target(w);
             (k, Some(n))
         }
-        (Some(w), Some(_)) => {
+        (Some((w, None)), Some(_)) => {
             bail!("botctl get {w} NAME: the first word must be gitsources or botclusters")
         }
         (None, _) => (Kind::BotCluster, None),
     };
     let client = Client::new(conn)?;
     if watch {
-        if kind == Kind::GitSource {
-            bail!("get -w follows BotClusters only for now; poll `botctl get gitsources`");
-        }
-        return follow::get(&client, name, selector, output).await;
+        return follow::get(&client, kind, name, selector, output).await;
     }
     let items: Vec<Value> = match name {
-        Some(n) => vec![client.get(&kind_path(kind, n)?).await?],
+        Some(n) => vec![client.get(&kind.object_path(n)?).await?],
         None => {
-            let base = format!("/api/v1/{}", kind.plural());
+            let base = kind.collection();
             let path = match selector {
                 Some(l) => format!("{base}?labelSelector={}", query_escape(l)),
                 None => base,
@@ -260,14 +215,14 @@ pub async fn get(
             if items.is_empty() {
                 errln!("No GitSources. Create one with `botctl apply -f` (see docs/gitops.md).");
             } else {
-                out!("{}", crate::gitsource::table(&items));
+                out!("{}", kind.table(&items));
             }
         }
         Output::Table => {
             if items.is_empty() {
                 errln!("No BotClusters. Create one with `botctl apply -f examples/minimal.yaml`.");
             } else {
-                out!("{}", render::table(&items));
+                out!("{}", kind.table(&items));
             }
         }
     }
@@ -277,17 +232,11 @@ pub async fn get(
 pub async fn status(conn: &Conn, name: &str, events: usize, watch: bool) -> Result<u8> {
     let client = Client::new(conn)?;
     let (kind, name) = target(name);
-    if kind == Kind::GitSource {
-        if watch {
-            bail!("status -w follows BotClusters only; run `botctl status gitsource/{name}` again");
-        }
-        return crate::gitsource::show_status(&client, name, events).await;
-    }
     if watch {
-        return follow::status(&client, name, events).await;
+        return follow::status(&client, kind, name, events).await;
     }
-    let obj = client.get(&object_path(name)?).await?;
-    follow::print_status(&client, name, &obj, events).await?;
+    let obj = client.get(&kind.object_path(name)?).await?;
+    follow::print_status(&client, kind, name, &obj, events).await?;
     Ok(0)
 }
 
@@ -321,7 +270,14 @@ pub async fn delete(
         .unwrap_or("deleted");
     outln!("{}", escape(message));
     if wait_gone && reply.body.get("result").and_then(Value::as_str) == Some("terminating") {
-        return follow::wait_for(&client, name, &follow::WaitFor::Delete, timeout).await;
+        return follow::wait_for(
+            &client,
+            Kind::BotCluster,
+            name,
+            &follow::WaitFor::Delete,
+            timeout,
+        )
+        .await;
     }
     Ok(0)
 }
@@ -339,7 +295,7 @@ pub async fn diff(conn: &Conn, files: &[String]) -> Result<u8> {
     let mut differs = false;
     for d in &docs {
         let name = doc_name(d)?;
-        if Kind::of(d) == Kind::GitSource {
+        if Kind::of_document(&d.value) == Kind::GitSource {
             outln!("gitsource/{}: not compared (diff covers BotClusters; a GitSource's effect shows at its next sync)", escape(&name));
             continue;
         }
@@ -439,7 +395,8 @@ pub async fn wait(conn: &Conn, name: &str, for_: &str, timeout: &str) -> Result<
     let what = follow::parse_for(for_)?;
     let timeout = parse_timeout(timeout)?;
     let client = Client::new(conn)?;
-    follow::wait_for(&client, name, &what, timeout).await
+    let (kind, name) = target(name);
+    follow::wait_for(&client, kind, name, &what, timeout).await
 }
 
 pub fn import(file: &str, name: &str, image: &str, output: Option<&Path>) -> Result<u8> {

@@ -1,4 +1,5 @@
-//! Following changes through the server's watch: `get -w`, `status -w`, `wait`.
+//! Following changes through the server's watch: `get -w`, `status -w`, `wait`, for every
+//! [`Kind`] (BotCluster, GitSource) with the same loops.
 //!
 //! Every loop here is the Kubernetes client's: list (one snapshot, paged), then watch from the
 //! list's resourceVersion; on a `BOOKMARK` remember its resourceVersion; when the stream ends
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
-use crate::client::{is_gone, object_path, query_escape, Client, Watch};
-use crate::render;
+use crate::client::{is_gone, is_not_found, query_escape, Client, Watch};
+use crate::kind::Kind;
 use crate::terminal::escape;
 use crate::Output;
 
@@ -30,11 +31,11 @@ fn rv_of(obj: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The collection path with selectors: `labelSelector` and, for one object, `fieldSelector`
-/// (the name checked first, as `object_path` does).
-fn collection(name: Option<&str>, selector: Option<&str>) -> Result<String> {
+/// The collection path of `kind` with selectors: `labelSelector` and, for one object,
+/// `fieldSelector` (the name checked first, as `Kind::object_path` does).
+fn collection(kind: Kind, name: Option<&str>, selector: Option<&str>) -> Result<String> {
     if let Some(n) = name {
-        object_path(n)?;
+        kind.object_path(n)?;
     }
     let mut q = Vec::new();
     if let Some(l) = selector {
@@ -47,9 +48,9 @@ fn collection(name: Option<&str>, selector: Option<&str>) -> Result<String> {
         ));
     }
     Ok(if q.is_empty() {
-        "/api/v1/botclusters".into()
+        kind.collection()
     } else {
-        format!("/api/v1/botclusters?{}", q.join("&"))
+        format!("{}?{}", kind.collection(), q.join("&"))
     })
 }
 
@@ -103,19 +104,21 @@ async fn open(client: &Client, path: &str, rv: &str) -> Result<Option<Watch>> {
     }
 }
 
-/// `botctl get [NAME] [-l SELECTOR] -w`: what exists, then every change, until interrupted.
+/// `botctl get [KIND] [NAME] [-l SELECTOR] -w`: what exists, then every change, until
+/// interrupted.
 pub async fn get(
     client: &Client,
+    kind: Kind,
     name: Option<&str>,
     selector: Option<&str>,
     output: Output,
 ) -> Result<u8> {
-    let path = collection(name, selector)?;
+    let path = collection(kind, name, selector)?;
     let mut header = true;
     let mut print = |t: &str, obj: &Value| -> Result<()> {
         match output {
             Output::Table => {
-                out!("{}", render::watch_row(t, obj, header));
+                out!("{}", kind.watch_row(t, obj, header));
                 header = false;
             }
             Output::Json => println!("{}", serde_json::to_string_pretty(obj)?),
@@ -131,13 +134,16 @@ pub async fn get(
     loop {
         let (items, mut rv) = client.list_all(&path).await?;
         if let (Some(n), true) = (name, items.is_empty()) {
-            bail!("BotCluster \"{n}\" not found; `botctl get` lists the ones that exist");
+            bail!(not_found(kind, n));
         }
         for i in &items {
             print("ADDED", i)?;
         }
         if items.is_empty() && output == Output::Table {
-            errln!("No BotClusters yet; watching for changes (Ctrl-C to stop).");
+            errln!(
+                "No {}s yet; watching for changes (Ctrl-C to stop).",
+                kind.title()
+            );
         }
         'watch: loop {
             let Some(mut w) = open(client, &path, &rv).await? else {
@@ -154,15 +160,26 @@ pub async fn get(
     }
 }
 
-/// `botctl status NAME -w`: the status page, printed again on every change of the object.
-pub async fn status(client: &Client, name: &str, events: usize) -> Result<u8> {
-    let path = collection(Some(name), None)?;
+/// "BotCluster "x" not found" with the command that lists what exists.
+fn not_found(kind: Kind, name: &str) -> String {
+    format!(
+        "{} \"{}\" not found; `{}` lists the ones that exist",
+        kind.title(),
+        escape(name),
+        kind.list_command()
+    )
+}
+
+/// `botctl status [KIND/]NAME -w`: the status page, printed again on every change of the
+/// object, until it is deleted.
+pub async fn status(client: &Client, kind: Kind, name: &str, events: usize) -> Result<u8> {
+    let path = collection(kind, Some(name), None)?;
     loop {
         let (items, mut rv) = client.list_all(&path).await?;
         let Some(obj) = items.into_iter().next() else {
-            bail!("BotCluster \"{name}\" not found; `botctl get` lists the ones that exist");
+            bail!(not_found(kind, name));
         };
-        print_status(client, name, &obj, events).await?;
+        print_status(client, kind, name, &obj, events).await?;
         'watch: loop {
             let Some(mut w) = open(client, &path, &rv).await? else {
                 break 'watch;
@@ -170,12 +187,12 @@ pub async fn status(client: &Client, name: &str, events: usize) -> Result<u8> {
             loop {
                 match step(&mut w, &mut rv).await? {
                     Step::Change(t, _) if t == "DELETED" => {
-                        outln!("botcluster/{name} deleted");
+                        outln!("{}/{name} deleted", kind.prefix());
                         return Ok(0);
                     }
                     Step::Change(_, obj) => {
                         println!();
-                        print_status(client, name, &obj, events).await?;
+                        print_status(client, kind, name, &obj, events).await?;
                     }
                     Step::Resume => continue 'watch,
                     Step::Relist => break 'watch,
@@ -185,18 +202,31 @@ pub async fn status(client: &Client, name: &str, events: usize) -> Result<u8> {
     }
 }
 
-/// The status page of `obj` with its newest events.
-pub async fn print_status(client: &Client, name: &str, obj: &Value, events: usize) -> Result<()> {
-    let ev = client
+/// The status page of `obj` (a `kind`) with its newest events.
+pub async fn print_status(
+    client: &Client,
+    kind: Kind,
+    name: &str,
+    obj: &Value,
+    events: usize,
+) -> Result<()> {
+    let ev = match client
         .get(&format!(
             "{}/events?limit={}",
-            object_path(name)?,
+            kind.object_path(name)?,
             events.clamp(1, 500)
         ))
-        .await?;
+        .await
+    {
+        Ok(ev) => ev,
+        // Deleted since `obj` was read (`status -w` learns it from the next event): the page
+        // of what was read, without events.
+        Err(e) if is_not_found(&e) => Value::Null,
+        Err(e) => return Err(e),
+    };
     out!(
         "{}",
-        render::status(
+        kind.status_page(
             obj,
             ev.get("events")
                 .and_then(Value::as_array)
@@ -245,11 +275,21 @@ pub fn parse_for(s: &str) -> Result<WaitFor> {
 }
 
 /// Whether `obj` (None: absent) satisfies `what`, and a note on where it stands.
-fn check(name: &str, what: &WaitFor, obj: Option<&Value>) -> Result<(bool, String)> {
+fn check(kind: Kind, name: &str, what: &WaitFor, obj: Option<&Value>) -> Result<(bool, String)> {
+    let prefix = kind.prefix();
     Ok(match (what, obj) {
-        (WaitFor::Delete, None) => (true, format!("botcluster/{name} deleted")),
+        (WaitFor::Delete, None) => (true, format!("{prefix}/{name} deleted")),
         (WaitFor::Delete, Some(_)) => (false, "still present".to_string()),
-        (WaitFor::Condition { .. }, None) => bail!("botcluster/{name} not found"),
+        (WaitFor::Condition { .. }, None) => bail!(
+            "{prefix}/{name} not found{}",
+            match kind {
+                // A bare name is a BotCluster's: say how to name the other kind.
+                Kind::BotCluster => format!(
+                    "; `botctl get` lists the BotClusters (for a GitSource write gitsource/{name})"
+                ),
+                Kind::GitSource => "; `botctl get gitsources` lists the GitSources".to_string(),
+            }
+        ),
         (WaitFor::Condition { type_, status }, Some(o)) => {
             let generation = o
                 .pointer("/metadata/generation")
@@ -279,7 +319,7 @@ fn check(name: &str, what: &WaitFor, obj: Option<&Value>) -> Result<(bool, Strin
             // A condition computed for an older generation says nothing about this one.
             let done = got == status && observed >= generation;
             let note = if done {
-                format!("botcluster/{name} condition met: {type_}={status}")
+                format!("{prefix}/{name} condition met: {type_}={status}")
             } else if cond.is_none() {
                 format!("{type_} not reported yet")
             } else {
@@ -292,15 +332,53 @@ fn check(name: &str, what: &WaitFor, obj: Option<&Value>) -> Result<(bool, Strin
 
 /// `botctl wait` and `delete --wait`: follows the object's watch until `what` holds or
 /// `timeout` passes (exit 1 then).
+/// Lists `path` (one object, by `fieldSelector`), then follows its watch until `done` gives
+/// `Some` for the object as it is now (`None` when absent or deleted); re-lists on 410. The
+/// one loop behind `wait`, `delete --wait` and `sync`.
+pub async fn until<T>(
+    client: &Client,
+    path: &str,
+    mut done: impl FnMut(Option<&Value>) -> Result<Option<T>>,
+) -> Result<T> {
+    loop {
+        let (items, mut rv) = client.list_all(path).await?;
+        if let Some(t) = done(items.first())? {
+            return Ok(t);
+        }
+        'watch: loop {
+            let Some(mut w) = open(client, path, &rv).await? else {
+                break 'watch;
+            };
+            loop {
+                let obj = match step(&mut w, &mut rv).await? {
+                    Step::Change(t, _) if t == "DELETED" => None,
+                    Step::Change(_, obj) => Some(obj),
+                    Step::Resume => continue 'watch,
+                    Step::Relist => break 'watch,
+                };
+                if let Some(t) = done(obj.as_ref())? {
+                    return Ok(t);
+                }
+            }
+        }
+    }
+}
+
+/// The watch path of one object of `kind`.
+pub fn object_path(kind: Kind, name: &str) -> Result<String> {
+    collection(kind, Some(name), None)
+}
+
 pub async fn wait_for(
     client: &Client,
+    kind: Kind,
     name: &str,
     what: &WaitFor,
     timeout: Duration,
 ) -> Result<u8> {
     let started = Instant::now();
     let mut last_note = String::new();
-    let path = collection(Some(name), None)?;
+    let path = collection(kind, Some(name), None)?;
     let mut note = |n: String| {
         if n != last_note {
             errln!("waiting: {n}");
@@ -308,34 +386,14 @@ pub async fn wait_for(
         }
         last_note.clone()
     };
-    let follow = async {
-        loop {
-            let (items, mut rv) = client.list_all(&path).await?;
-            let (done, n) = check(name, what, items.first())?;
-            if done {
-                return Ok::<String, anyhow::Error>(n);
-            }
-            note(n);
-            'watch: loop {
-                let Some(mut w) = open(client, &path, &rv).await? else {
-                    break 'watch;
-                };
-                loop {
-                    let obj = match step(&mut w, &mut rv).await? {
-                        Step::Change(t, _) if t == "DELETED" => None,
-                        Step::Change(_, obj) => Some(obj),
-                        Step::Resume => continue 'watch,
-                        Step::Relist => break 'watch,
-                    };
-                    let (done, n) = check(name, what, obj.as_ref())?;
-                    if done {
-                        return Ok(n);
-                    }
-                    note(n);
-                }
-            }
+    let follow = until(client, &path, |obj| {
+        let (done, n) = check(kind, name, what, obj)?;
+        if done {
+            return Ok(Some(n));
         }
-    };
+        note(n);
+        Ok(None)
+    });
     match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), follow).await {
         Ok(Ok(done)) => {
             outln!("{done}");
@@ -344,8 +402,9 @@ pub async fn wait_for(
         Ok(Err(e)) => Err(e),
         Err(_) => {
             errln!(
-                "error: timed out after {:?} waiting for botcluster/{name}: {last_note}",
-                timeout
+                "error: timed out after {:?} waiting for {}/{name}: {last_note}",
+                timeout,
+                kind.prefix()
             );
             Ok(1)
         }

@@ -1,14 +1,16 @@
 //! The GitSource side of botctl: `get gitsources`, `status gitsource/NAME`,
 //! `delete gitsource/NAME [--cascade]`, `sync NAME`, and their rendering.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use reqwest::Method;
 use serde_json::Value;
 
 use crate::client::{path_of, Client};
-use crate::render::{age, columns, events_section};
+use crate::follow::WaitFor;
+use crate::kind::Kind;
+use crate::render::{age, columns, events_section, fixed_row};
 
 /// A terminal-safe string (control characters escaped).
 fn clean(s: &str) -> String {
@@ -46,39 +48,55 @@ fn reference(obj: &Value) -> String {
     "branch main".into()
 }
 
+const TABLE_HEADER: [&str; 7] = ["NAME", "URL", "REF", "REVISION", "READY", "OBJECTS", "AGE"];
+
 /// `botctl get gitsources`: one line per source.
 pub fn table(items: &[Value]) -> String {
-    let mut rows = vec![
-        ["NAME", "URL", "REF", "REVISION", "READY", "OBJECTS", "AGE"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for i in items {
-        let ready = if !s(i, "/metadata/deletionTimestamp").is_empty() {
-            "Terminating".to_string()
-        } else if i.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
-            "Suspended".into()
-        } else {
-            match condition(i, "Ready") {
-                Some(c) if s(c, "/status") == "True" => "True".into(),
-                Some(c) => s(c, "/reason"),
-                None => "Pending".into(),
-            }
-        };
-        rows.push(vec![
-            s(i, "/metadata/name"),
-            s(i, "/spec/url"),
-            reference(i),
-            short(&s(i, "/status/lastAppliedRevision")),
-            ready,
-            i.pointer("/status/inventory")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len)
-                .to_string(),
-            age(&s(i, "/metadata/creationTimestamp")),
-        ]);
-    }
+    let mut rows = vec![TABLE_HEADER.map(String::from).to_vec()];
+    rows.extend(items.iter().map(|i| table_row(i, None)));
     columns(&rows)
+}
+
+/// `botctl get gitsources -w`: the row of one watch event (`DELETED` shows as `Deleted` in
+/// READY), under the header when `header`; fixed widths, since rows come one by one.
+pub fn watch_row(event: &str, item: &Value, header: bool) -> String {
+    let ready = (event == "DELETED").then_some("Deleted");
+    let widths = [24, 40, 16, 22, 16, 7];
+    let mut out = String::new();
+    if header {
+        out.push_str(&fixed_row(&widths, &TABLE_HEADER.map(String::from)));
+    }
+    out.push_str(&fixed_row(&widths, &table_row(item, ready)));
+    out
+}
+
+/// One row of the table; its cells are escaped (`s`).
+fn table_row(i: &Value, ready_override: Option<&str>) -> Vec<String> {
+    let ready = if let Some(r) = ready_override {
+        r.to_string()
+    } else if !s(i, "/metadata/deletionTimestamp").is_empty() {
+        "Terminating".to_string()
+    } else if i.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+        "Suspended".into()
+    } else {
+        match condition(i, "Ready") {
+            Some(c) if s(c, "/status") == "True" => "True".into(),
+            Some(c) => s(c, "/reason"),
+            None => "Pending".into(),
+        }
+    };
+    vec![
+        s(i, "/metadata/name"),
+        s(i, "/spec/url"),
+        reference(i),
+        short(&s(i, "/status/lastAppliedRevision")),
+        ready,
+        i.pointer("/status/inventory")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+            .to_string(),
+        age(&s(i, "/metadata/creationTimestamp")),
+    ]
 }
 
 /// `botctl status gitsource/NAME`.
@@ -212,32 +230,9 @@ pub fn status(obj: &Value, events: &[Value]) -> String {
     out
 }
 
-/// `botctl status gitsource/NAME`.
-pub async fn show_status(client: &Client, name: &str, events: usize) -> Result<u8> {
-    let obj = client.get(&path_of("gitsources", name)?).await?;
-    let ev = client
-        .get(&format!(
-            "{}/events?limit={}",
-            path_of("gitsources", name)?,
-            events.clamp(1, 500)
-        ))
-        .await?;
-    out!(
-        "{}",
-        status(
-            &obj,
-            ev.get("events")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        )
-    );
-    Ok(0)
-}
-
 /// `botctl delete gitsource/NAME [--cascade]`.
-/// With `wait`, until the source is gone (its clusters released or, with `cascade`, deletion
-/// requested), or `timeout`.
+/// With `wait`, follows the source's watch until it is gone (its clusters released or, with
+/// `cascade`, deletion requested), or `timeout` (exit 1).
 pub async fn delete(
     client: &Client,
     name: &str,
@@ -252,24 +247,7 @@ pub async fn delete(
     if !wait {
         return Ok(0);
     }
-    let started = Instant::now();
-    loop {
-        match client.get(&object).await {
-            Err(e) if crate::client::is_not_found(&e) => {
-                outln!("gitsource/{} deleted", clean(name));
-                return Ok(0);
-            }
-            Err(e) => return Err(e),
-            Ok(_) if started.elapsed() >= timeout => {
-                errln!(
-                    "error: timed out after {timeout:?} waiting for gitsource/{} to go",
-                    clean(name)
-                );
-                return Ok(1);
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+    crate::follow::wait_for(client, Kind::GitSource, name, &WaitFor::Delete, timeout).await
 }
 
 /// `botctl sync NAME`: asks for a poll now and waits until the controller handled it,
@@ -287,31 +265,32 @@ pub async fn sync(client: &Client, name: &str, wait: bool, timeout: Duration) ->
         outln!("gitsource/{name} sync requested");
         return Ok(0);
     }
-    let started = Instant::now();
-    loop {
-        let obj = client.get(&path_of("gitsources", name)?).await?;
-        if s(&obj, "/status/lastHandledSync") == token {
-            let ready = condition(&obj, "Ready");
-            let ok = ready.is_some_and(|c| s(c, "/status") == "True");
-            let applied = s(&obj, "/status/lastAppliedRevision");
-            if ok {
-                outln!("gitsource/{name} synced: {applied}");
-                return Ok(0);
-            }
-            let (reason, message) = ready
-                .map(|c| (s(c, "/reason"), s(c, "/message")))
-                .unwrap_or_default();
-            errln!("gitsource/{name} sync handled but not Ready: {reason}: {message}");
-            if !applied.is_empty() {
-                errln!("still applied: {applied}");
-            }
-            return Ok(1);
-        }
-        if started.elapsed() >= timeout {
-            bail!("gitsource/{name}: the sync was not handled within {timeout:?}; is the controller running? (`botctl status gitsource/{name}`)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // On the watch: the controller records the token as `status.lastHandledSync` when done.
+    let path = crate::follow::object_path(Kind::GitSource, name)?;
+    let handled = crate::follow::until(client, &path, |obj| match obj {
+        None => bail!("gitsource/{name} was deleted before the sync was handled"),
+        Some(o) if s(o, "/status/lastHandledSync") == token => Ok(Some(o.clone())),
+        Some(_) => Ok(None),
+    });
+    let obj = match tokio::time::timeout(timeout, handled).await {
+        Ok(r) => r?,
+        Err(_) => bail!("gitsource/{name}: the sync was not handled within {timeout:?}; is the controller running? (`botctl status gitsource/{name}`)"),
+    };
+    let ready = condition(&obj, "Ready");
+    let ok = ready.is_some_and(|c| s(c, "/status") == "True");
+    let applied = s(&obj, "/status/lastAppliedRevision");
+    if ok {
+        outln!("gitsource/{name} synced: {applied}");
+        return Ok(0);
     }
+    let (reason, message) = ready
+        .map(|c| (s(c, "/reason"), s(c, "/message")))
+        .unwrap_or_default();
+    errln!("gitsource/{name} sync handled but not Ready: {reason}: {message}");
+    if !applied.is_empty() {
+        errln!("still applied: {applied}");
+    }
+    Ok(1)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod follow;
 mod gitsource;
+mod kind;
 mod render;
 mod serve;
 mod shards;
@@ -81,12 +82,13 @@ enum Command {
         force: bool,
     },
     /// List BotClusters, or show one; with -w, then follow every change. `get gitsources
-    /// [NAME]` or `get gitsource/NAME` for GitSources.
+    /// [NAME]` or `get gitsource/NAME` for GitSources (-l and -w work for both kinds).
     ///
     ///   botctl get
     ///   botctl get -l team=bots,tier!=canary
     ///   botctl get -w                      # what exists, then a line per change
     ///   botctl get gitsources
+    ///   botctl get gitsources -w
     #[command(verbatim_doc_comment)]
     Get {
         /// A BotCluster name, `gitsources`, `gitsource/NAME` or `botclusters`; all
@@ -101,7 +103,8 @@ enum Command {
         /// `k notin (a,b)`, `k`, `!k`, joined by commas).
         #[arg(short = 'l', long)]
         selector: Option<String>,
-        /// After listing, print every change as it happens (until Ctrl-C).
+        /// After listing, print a row for every change as it happens (until Ctrl-C); with
+        /// -o json|yaml, the changed object.
         #[arg(short, long)]
         watch: bool,
     },
@@ -113,7 +116,8 @@ enum Command {
         /// How many recent events to show.
         #[arg(long, default_value_t = 10)]
         events: usize,
-        /// Print the page again on every change of the cluster (until Ctrl-C or deletion).
+        /// Print the page again on every change of the object, BotCluster or GitSource (until
+        /// Ctrl-C or its deletion).
         #[arg(short, long)]
         watch: bool,
     },
@@ -148,16 +152,22 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
     },
-    /// Wait until a condition holds.
+    /// Wait until a condition of a BotCluster or a GitSource holds, or it is gone; follows the
+    /// server's watch. A condition counts once computed for the object's current generation.
+    ///
+    /// BotCluster conditions: Ready, Progressing, Degraded (with autoscaling also
+    /// MaxInstancesReached, ScalingFailed).
+    /// GitSource conditions: Ready, Reconciling, Stalled.
     ///
     ///   botctl wait web --for condition=Ready --timeout 120s
     ///   botctl wait web --for condition=Degraded=False
     ///   botctl wait web --for delete
+    ///   botctl wait gitsource/fleet --for condition=Ready
     #[command(verbatim_doc_comment)]
     Wait {
-        /// The BotCluster.
+        /// The BotCluster, or `gitsource/NAME`.
         name: String,
-        /// `condition=TYPE[=True|False|Unknown]` (default True), or `delete`.
+        /// `condition=TYPE[=True|False|Unknown]` (default True), or `delete`; for both kinds.
         #[arg(long = "for")]
         for_: String,
         /// Give up after this long (e.g. 30s, 2m).

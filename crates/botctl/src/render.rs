@@ -88,23 +88,27 @@ pub fn table(items: &[Value]) -> String {
 pub fn watch_row(event: &str, item: &Value, header: bool) -> String {
     let status = (event == "DELETED").then_some("Deleted");
     let widths = [24, 7, 7, 14, 10, 5];
-    let pad = |cells: Vec<String>| -> String {
-        let mut line = String::new();
-        for (c, cell) in cells.iter().enumerate() {
-            if c + 1 == cells.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
-            }
-        }
-        format!("{}\n", line.trim_end())
-    };
     let mut out = String::new();
     if header {
-        out.push_str(&pad(TABLE_HEADER.map(String::from).to_vec()));
+        out.push_str(&fixed_row(&widths, &TABLE_HEADER.map(String::from)));
     }
-    out.push_str(&pad(table_row(item, status)));
+    out.push_str(&fixed_row(&widths, &table_row(item, status)));
     out
+}
+
+/// One line of `cells` padded to `widths` (the last cell unpadded), for tables printed a row
+/// at a time (`get -w`), where [`columns`] cannot measure the rows to come.
+pub fn fixed_row(widths: &[usize], cells: &[String]) -> String {
+    let mut line = String::new();
+    for (c, cell) in cells.iter().enumerate() {
+        if c + 1 == cells.len() {
+            line.push_str(cell);
+        } else {
+            let w = widths.get(c).copied().unwrap_or(0);
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+    }
+    format!("{}\n", line.trim_end())
 }
 
 /// One row of the table; its cells are escaped (`s`).

@@ -358,3 +358,75 @@ fn serve_stops_promptly_on_sigterm_while_a_watch_is_open() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+fn gitsource_with(dir: &Path, name: &str, branch: &str) -> PathBuf {
+    let path = dir.join(format!("{name}-{branch}.yaml"));
+    std::fs::write(
+        &path,
+        format!("apiVersion: botcluster.io/v1alpha1\nkind: GitSource\nmetadata:\n  name: {name}\nspec:\n  url: https://git.example.com/ops/bots.git\n  ref: {{ branch: {branch} }}\n  path: clusters\n  interval: 5m\n"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn get_and_status_watch_follow_a_gitsource_as_it_is_created_changed_and_deleted() {
+    let s = Serve::api_only();
+    // Started before the source exists: `get gitsources -w` shows it when it is created.
+    let rows = Follower::start(&s, &["get", "gitsources", "-w"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let main = gitsource_with(s.dir.path(), "fleet", "main");
+    let o = s.botctl(&["apply", "-f", main.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let (_, row) = rows
+        .line_with("fleet", Duration::from_secs(5))
+        .expect("get gitsources -w prints a row when the GitSource is created");
+    assert!(
+        row.contains("branch main") && row.contains("Pending"),
+        "{row}"
+    );
+
+    let page = Follower::start(&s, &["status", "gitsource/fleet", "-w"]);
+    page.line_with("branch main, path clusters", Duration::from_secs(10))
+        .expect("status gitsource/NAME -w prints the page first");
+    std::thread::sleep(Duration::from_millis(300));
+    let next = gitsource_with(s.dir.path(), "fleet", "next");
+    let o = s.botctl(&["apply", "-f", next.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let (_, row) = rows
+        .line_with("fleet", Duration::from_secs(5))
+        .expect("get gitsources -w prints a row when the GitSource changes");
+    assert!(row.contains("branch next"), "{row}");
+    page.line_with("branch next, path clusters", Duration::from_secs(5))
+        .expect("status gitsource/NAME -w prints the page again on the change");
+
+    // A GitSource's conditions are waited on like a BotCluster's, under its own name.
+    let o = s.botctl(&[
+        "wait",
+        "gitsource/fleet",
+        "--for",
+        "condition=Ready",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("waiting for gitsource/fleet: Ready not reported yet"),
+        "{}",
+        err(&o)
+    );
+    let o = s.botctl(&["wait", "fleet", "--for", "condition=Ready"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("write gitsource/fleet"), "{}", err(&o));
+
+    let o = s.botctl(&["delete", "gitsource/fleet", "--wait", "--timeout", "10s"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("gitsource/fleet deleted"), "{}", out(&o));
+    // (The server records the delete policy on the object first: a row for that, then this.)
+    let (_, row) = rows
+        .line_with("Deleted", Duration::from_secs(5))
+        .expect("get gitsources -w prints the deletion");
+    assert!(row.starts_with("fleet "), "{row}");
+    page.line_with("gitsource/fleet deleted", Duration::from_secs(5))
+        .expect("status -w says the source is gone");
+}

@@ -129,6 +129,8 @@ pub trait ContainerBackend: Send + Sync + 'static {
     ) -> Result<()>;
     /// Writes a file (parents created).
     async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()>;
+    /// Deletes a file inside the instance; a file already gone is success.
+    async fn remove_file(&self, name: &str, path: &str) -> Result<()>;
     /// Replaces a file so that a reader sees the old content or the new, never a part: on a
     /// running LXD instance, written beside it and renamed over it (`mv -f`, one `rename(2)`);
     /// on a stopped one (nobody reads), written in place. Default: [`Self::push_file`].
@@ -402,6 +404,13 @@ impl ContainerBackend for LxdBackend {
         timed("push file", name, push).await.map_err(classify)
     }
 
+    async fn remove_file(&self, name: &str, path: &str) -> Result<()> {
+        match timed("delete file", name, self.client.delete_file(name, path)).await {
+            Ok(()) | Err(lxd_client::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
     async fn replace_file(&self, name: &str, file: &FileSpec) -> Result<()> {
         let tmp = FileSpec {
             path: format!("{}.botcluster-new", file.path),
@@ -477,6 +486,8 @@ pub struct FakeBackend {
     pub delete_delay: Arc<Mutex<std::time::Duration>>,
     /// Deletes running right now, and the most that ever ran at once.
     pub deletes: Arc<Mutex<(usize, usize)>>,
+    /// Files inside instances: (instance, path) → content.
+    files: Arc<Mutex<BTreeMap<(String, String), String>>>,
 }
 
 impl FakeBackend {
@@ -503,6 +514,18 @@ impl FakeBackend {
                 f(o);
             }
         }
+    }
+    /// The files inside `name` (path → content), as pushed.
+    pub fn files_of(&self, name: &str) -> BTreeMap<String, String> {
+        self.files
+            .lock()
+            .map(|f| {
+                f.iter()
+                    .filter(|((i, _), _)| i == name)
+                    .map(|((_, p), c)| (p.clone(), c.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
     /// All instances.
     pub fn all(&self) -> Vec<Instance> {
@@ -666,13 +689,24 @@ impl ContainerBackend for FakeBackend {
             Ok(())
         })
     }
-    async fn push_file(&self, name: &str, _file: &FileSpec) -> Result<()> {
+    async fn push_file(&self, name: &str, file: &FileSpec) -> Result<()> {
         self.write();
         self.with(|m| {
             m.get(name)
                 .map(|_| ())
                 .ok_or_else(|| BackendError::NotFound(format!("{name} not found")))
-        })
+        })?;
+        if let Ok(mut f) = self.files.lock() {
+            f.insert((name.to_string(), file.path.clone()), file.content.clone());
+        }
+        Ok(())
+    }
+    async fn remove_file(&self, name: &str, path: &str) -> Result<()> {
+        self.write();
+        if let Ok(mut f) = self.files.lock() {
+            f.remove(&(name.to_string(), path.to_string()));
+        }
+        Ok(())
     }
     async fn usage(&self, _names: &[String]) -> Result<HashMap<String, Usage>> {
         Ok(HashMap::new())

@@ -184,6 +184,9 @@ impl<B: ContainerBackend> ContainerBackend for BreakerBackend<B> {
     async fn replace_file(&self, name: &str, file: &FileSpec) -> Result<()> {
         self.call(self.inner.replace_file(name, file)).await
     }
+    async fn remove_file(&self, name: &str, path: &str) -> Result<()> {
+        self.call(self.inner.remove_file(name, path)).await
+    }
     async fn usage(&self, names: &[String]) -> Result<HashMap<String, Usage>> {
         self.call(self.inner.usage(names)).await
     }

@@ -16,6 +16,9 @@ pub const KEY_ORDINAL: &str = "user.botcluster.ordinal";
 pub const KEY_TEMPLATE: &str = "user.botcluster.template";
 /// `user.*` key holding the hash of the files last pushed.
 pub const KEY_FILES: &str = "user.botcluster.files";
+/// `user.*` key holding the paths of the files last pushed (a JSON array), so a file the
+/// spec no longer has (the shard map after `spec.sharding` is removed) is deleted.
+pub const KEY_FILE_PATHS: &str = "user.botcluster.file-paths";
 /// The proxy device that publishes the botserver on the host.
 pub const PROXY_DEVICE: &str = "botcluster-http";
 /// The NIC added when network limits are asked for.
@@ -99,6 +102,25 @@ pub fn files(spec: &BotClusterSpec) -> Vec<FileSpec> {
         });
     }
     out
+}
+
+/// The [`KEY_FILE_PATHS`] value for `files`.
+pub fn file_paths_value(files: &[FileSpec]) -> String {
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    serde_json::to_string(&paths).unwrap_or_default()
+}
+
+/// Paths recorded on an instance but not among `files`: what a push must delete. None when
+/// nothing is recorded (an instance from before the key existed).
+pub fn stale_file_paths(config: &BTreeMap<String, String>, files: &[FileSpec]) -> Vec<String> {
+    let recorded: Vec<String> = config
+        .get(KEY_FILE_PATHS)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    recorded
+        .into_iter()
+        .filter(|p| !files.iter().any(|f| &f.path == p))
+        .collect()
 }
 
 /// Hash of the files (paths, modes, contents).

@@ -251,3 +251,65 @@ async fn deleting_a_source_without_cascade_releases_its_clusters() {
     );
     assert!(!a.is_deleting());
 }
+
+/// Found reviewing the GitOps path: a revision was stored without the host-port check the
+/// API's PUT makes, so two files (or a file and a cluster applied by hand) could claim the
+/// same ports and only collide at reconcile time. The revision is now refused whole, naming
+/// the file and field, and nothing of it is written.
+#[tokio::test]
+async fn a_revision_whose_clusters_share_host_ports_is_refused_whole() {
+    if require(git_cli()).is_none() {
+        return;
+    }
+    let w = World::new(json!({})).await;
+    // Applied by hand, with the range a Git file will want.
+    w.store
+        .apply(SpecWrite {
+            kind: BOTCLUSTER_KIND.into(),
+            meta: ObjectMeta::named("by-hand"),
+            spec: json!({"image": "img", "hostPorts": {"start": 23000, "end": 23009}}),
+            expected_resource_version: None,
+            manager: None,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let doc = |n: &str, start: u16| {
+        format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata: {{name: {n}}}\nspec: {{image: img, hostPorts: {{start: {start}, end: {}}}}}\n", start + 9)
+    };
+    let (a, b) = (doc("a", 23005), doc("b", 24000));
+    w.repo.0.commit(
+        &[
+            ("c/a.yaml", Some(a.as_str())),
+            ("c/b.yaml", Some(b.as_str())),
+        ],
+        "ports",
+    );
+    let _ = w.reconciler(Duration::ZERO).reconcile("src").await;
+    assert_eq!(
+        w.names().await,
+        ["by-hand"],
+        "nothing of the revision is written"
+    );
+    let st = w.status().await;
+    let ready = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(ready.reason, "PortConflict", "{ready:?}");
+    assert!(
+        ready
+            .message
+            .contains("c/a.yaml (document 1): spec.hostPorts")
+            && ready.message.contains("\"by-hand\""),
+        "{}",
+        ready.message
+    );
+    assert!(st.last_applied_revision.is_none());
+    // Moved apart in Git: applied.
+    let a = doc("a", 25000);
+    w.repo.0.commit(&[("c/a.yaml", Some(a.as_str()))], "apart");
+    w.reconciler(Duration::ZERO).reconcile("src").await.unwrap();
+    assert_eq!(w.names().await, ["a", "b", "by-hand"]);
+}

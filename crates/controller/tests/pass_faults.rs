@@ -566,3 +566,40 @@ async fn a_fault_of_shards_or_cache_makes_the_cluster_degraded_and_not_ready() {
     assert_eq!(condition(&st, "Degraded")["status"], "False", "{st}");
     assert_eq!(condition(&st, "Ready")["status"], "True", "{st}");
 }
+
+/// Found reviewing the shard map: removing `spec.sharding` left the last map file in every
+/// container (the files hash changed, the other files were pushed, the map stayed), so a bot
+/// kept routing by a map nobody publishes. Paths pushed are now recorded beside the hash and
+/// a path the spec no longer has is deleted; then the cluster is quiet again.
+#[tokio::test]
+async fn a_file_the_spec_no_longer_has_is_deleted_from_the_containers() {
+    let w = world();
+    let map = "/opt/gbo/conf/shards.json";
+    let sharded = json!({"replicas": 2, "health": {"enabled": false},
+        "sharding": {"strategy": "hash", "hash": {"key": "user_id", "algorithm": "slots", "shardCount": 2}}});
+    apply(&w, "maps", sharded).await;
+    w.rec.reconcile("maps").await.unwrap();
+    for i in ["maps-0", "maps-1"] {
+        assert!(
+            w.fake.files_of(i).contains_key(map),
+            "{:?}",
+            w.fake.files_of(i)
+        );
+    }
+    apply(
+        &w,
+        "maps",
+        json!({"replicas": 2, "health": {"enabled": false}}),
+    )
+    .await;
+    w.rec.reconcile("maps").await.unwrap();
+    for i in ["maps-0", "maps-1"] {
+        assert!(
+            !w.fake.files_of(i).contains_key(map),
+            "{i}: the map file stayed"
+        );
+    }
+    let writes = w.fake.write_count();
+    w.rec.reconcile("maps").await.unwrap();
+    assert_eq!(w.fake.write_count(), writes, "a second pass writes nothing");
+}

@@ -296,3 +296,75 @@ async fn an_https_token_travels_in_the_environment_never_on_the_command_line() {
         );
     }
 }
+
+/// `ssh://` with the operator's key and known_hosts against a real sshd on loopback (the
+/// credentials path had only unit tests): resolve, fetch and read work; a server whose host
+/// key is not in known_hosts is refused at once (strict checking, BatchMode: no prompt, no
+/// hang); and without the key the server refuses.
+#[tokio::test]
+async fn ssh_with_the_operators_key_and_known_hosts_against_a_real_sshd() {
+    if real_git().is_none() {
+        return;
+    }
+    let Some(sshd) = require(test_support::sshd()) else {
+        return;
+    };
+    let up = GitRepo::new();
+    let sha = up.commit(&[("clusters/a.yaml", Some("a: 1\n"))], "one");
+    let url = RepoUrl::parse(&format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user,
+        sshd.port,
+        up.bare.display()
+    ))
+    .unwrap();
+    let with = |creds: git_client::Credentials| Remote {
+        url: url.clone(),
+        credentials: creds,
+        timeout: Duration::from_secs(20),
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let git = GitCli::new(cache.path());
+    let good = with(git_client::Credentials {
+        ssh_key: Some(sshd.identity()),
+        known_hosts: Some(sshd.known_hosts()),
+        https_token: None,
+    });
+    let got = git.resolve(&good, &branch()).await;
+    assert_eq!(
+        got.as_deref().ok(),
+        Some(sha.as_str()),
+        "{got:?}\n{}",
+        sshd.log()
+    );
+    assert_eq!(git.fetch(&good, &branch()).await.unwrap(), sha);
+    let files = git
+        .read_files(&good, &sha, "clusters", &[".yaml"])
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].content, b"a: 1\n");
+
+    // A known_hosts that does not name this server: refused without prompting.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let stranger = with(git_client::Credentials {
+        ssh_key: Some(sshd.identity()),
+        known_hosts: Some(empty.path().to_path_buf()),
+        https_token: None,
+    });
+    let started = Instant::now();
+    let e = git.resolve(&stranger, &branch()).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+    assert!(
+        e.to_string().to_lowercase().contains("host key"),
+        "the error says why: {e}"
+    );
+
+    // The right host, no key of ours: the server refuses.
+    let keyless = with(git_client::Credentials {
+        ssh_key: None,
+        known_hosts: Some(sshd.known_hosts()),
+        https_token: None,
+    });
+    assert!(git.resolve(&keyless, &branch()).await.is_err());
+}

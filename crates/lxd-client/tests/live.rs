@@ -365,6 +365,14 @@ async fn instance_lifecycle_from_create_to_not_found() {
             .expect("pull"),
         b"again\n"
     );
+    // Delete it: gone, and deleting again is NotFound.
+    lxd.delete_file(&name, "/etc/lxdc/deep/hello.txt")
+        .await
+        .expect("delete a file");
+    let gone = lxd.pull_file(&name, "/etc/lxdc/deep/hello.txt").await;
+    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
+    let again = lxd.delete_file(&name, "/etc/lxdc/deep/hello.txt").await;
+    assert!(matches!(again, Err(Error::NotFound { .. })), "{again:?}");
 
     // The label filter finds exactly this instance; values are matched literally.
     let mine = Filter::new().eq("config.user.botcluster.cluster", &cluster);

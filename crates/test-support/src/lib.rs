@@ -1,7 +1,7 @@
 //! Harness for live and end-to-end tests: real components found or skipped by one CI policy, each outcome tallied, and the processes they start.
 //!
 //! Used only as a `[dev-dependencies]` entry. It knows nothing of bots: it starts processes
-//! (a private [`Caddy`], any [`Daemon`]), makes real git repositories ([`GitRepo`]), finds
+//! (a private [`Caddy`], any [`Daemon`]), makes real git repositories ([`GitRepo`]), runs a private sshd ([`Sshd`]), finds
 //! free loopback ports, and decides what a missing
 //! real component means ([`require`]):
 //!
@@ -19,6 +19,7 @@ pub mod net;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod ssh;
 pub mod tally;
 
 pub use caddy::{Admin, Caddy};
@@ -27,4 +28,5 @@ pub use net::{free_loopback_addr, free_port};
 pub use postgres::postgres_url;
 pub use process::{dies_with_this_test, which, Daemon};
 pub use redis::redis_addr;
+pub use ssh::{sshd, Sshd};
 pub use tally::{require, skip, Missing};

@@ -21,7 +21,7 @@ use super::ports::PortBook;
 use crate::backend::{BackendError, ContainerBackend, CreateRequest};
 use crate::health::ClusterMemory;
 use crate::metrics::ControllerMetrics;
-use crate::model::{Capabilities, KEY_FILES};
+use crate::model::{file_paths_value, Capabilities, KEY_FILES, KEY_FILE_PATHS};
 use crate::plan::{Action, NewInstance, Plan};
 
 /// How many deletes of one pass run at once.
@@ -283,12 +283,20 @@ impl Executor {
                 devices,
                 remove_devices,
             } => b.patch(name, config, devices, remove_devices).await,
-            Action::PushFiles { name, files, hash } => {
+            Action::PushFiles {
+                name,
+                files,
+                hash,
+                remove,
+            } => {
                 // A running bot may be reading them (the shard map): replaced, not rewritten.
                 for f in files {
                     b.replace_file(name, f).await?;
                 }
-                self.record_files_hash(name, hash).await
+                for path in remove {
+                    b.remove_file(name, path).await?;
+                }
+                self.record_files_hash(name, hash, files).await
             }
             Action::Delete { name, .. } => {
                 b.stop(name).await?;
@@ -307,9 +315,16 @@ impl Executor {
         self.backend.start(name).await
     }
 
-    async fn record_files_hash(&self, name: &str, hash: &str) -> Result<(), BackendError> {
+    /// Records the files' hash and paths, once they are in place.
+    async fn record_files_hash(
+        &self,
+        name: &str,
+        hash: &str,
+        files: &[botcluster_api::spec::FileSpec],
+    ) -> Result<(), BackendError> {
         let mut c = BTreeMap::new();
         c.insert(KEY_FILES.to_string(), hash.to_string());
+        c.insert(KEY_FILE_PATHS.to_string(), file_paths_value(files));
         self.backend.patch(name, &c, &Default::default(), &[]).await
     }
 
@@ -331,9 +346,11 @@ impl Executor {
             .await
             .map_err(|_| BackendError::Other("shutting down".into()))?;
         let mut config = n.config.clone();
+        // Hash and paths are recorded once the files are in place.
         let files_hash = if n.files.is_empty() {
             None
         } else {
+            config.remove(KEY_FILE_PATHS);
             config.remove(KEY_FILES)
         };
         let request = CreateRequest {
@@ -354,7 +371,7 @@ impl Executor {
             for f in &n.files {
                 self.backend.push_file(&n.name, f).await?;
             }
-            self.record_files_hash(&n.name, &h).await?;
+            self.record_files_hash(&n.name, &h, &n.files).await?;
         }
         // The start has its own bound: the next create need not wait for this one to start.
         drop(permit);

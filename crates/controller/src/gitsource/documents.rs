@@ -7,7 +7,7 @@ use std::fmt;
 
 use botcluster_api::gitsource::{GITSOURCE_KIND, OWNER_LABEL};
 use botcluster_api::yaml::{botcluster_from_value, parse_values, Limits};
-use botcluster_api::BOTCLUSTER_KIND;
+use botcluster_api::{BotClusterSpec, BOTCLUSTER_KIND};
 use git_client::File;
 use serde_json::Value;
 
@@ -144,6 +144,36 @@ pub fn read(files: &[File]) -> Result<Vec<Desired>, Vec<DocError>> {
     }
 }
 
+/// Host ports the revision's clusters would share, with each other or with `others` (the
+/// stored clusters the revision leaves in place, by name): one problem per clash, at the
+/// file, document and field of the revision's side. The rules are the API's
+/// ([`botcluster_api::ports::clashes`]), so Git cannot store what `botctl apply` refuses.
+pub fn port_clashes(desired: &[Desired], others: &[(String, BotClusterSpec)]) -> Vec<DocError> {
+    let specs: Vec<Option<BotClusterSpec>> = desired
+        .iter()
+        .map(|d| serde_json::from_value(d.spec.clone()).ok())
+        .collect();
+    let mut errors = Vec::new();
+    for (i, d) in desired.iter().enumerate() {
+        let Some(spec) = &specs[i] else { continue };
+        // Earlier documents of the revision (each pair once), then what stays stored.
+        let earlier = desired[..i]
+            .iter()
+            .zip(&specs[..i])
+            .filter_map(|(e, s)| Some((e.name.as_str(), s.as_ref()?)));
+        let stored = others.iter().map(|(n, s)| (n.as_str(), s));
+        for fe in botcluster_api::ports::clashes(&d.name, spec, earlier.chain(stored)) {
+            errors.push(DocError {
+                file: d.file.clone(),
+                index: Some(d.index),
+                field: fe.field,
+                message: fe.message,
+            });
+        }
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +234,39 @@ mod tests {
             "defaults applied: {}",
             got[0].spec
         );
+    }
+
+    #[test]
+    fn host_ports_shared_within_the_revision_or_with_a_stored_cluster_are_named() {
+        let doc = |name: &str, ports: &str| {
+            format!("apiVersion: botcluster.io/v1alpha1\nkind: BotCluster\nmetadata: {{name: {name}}}\nspec: {{image: img, hostPorts: {ports}}}\n")
+        };
+        let files = [
+            file("clusters/a.yaml", &doc("a", "{start: 20000, end: 20009}")),
+            file("clusters/b.yaml", &doc("b", "{start: 20005, end: 20014}")),
+            file("clusters/c.yaml", &doc("c", "{start: 30000, end: 30009}")),
+        ];
+        let desired = read(&files).unwrap();
+        let stored: BotClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "img", "hostPorts": {"start": 30009, "end": 30010}}))
+        .unwrap();
+        let errs = port_clashes(&desired, &[("by-hand".into(), stored)]);
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with("clusters/b.yaml (document 1): spec.hostPorts: ")
+                && text[0].contains("\"a\""),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("clusters/c.yaml (document 1): spec.hostPorts: ")
+                && text[1].contains("\"by-hand\""),
+            "{text:?}"
+        );
+        // Apart, nothing; and a stored older version of a revision's own cluster is itself.
+        let own: BotClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "img", "hostPorts": {"start": 30000, "end": 30009}}))
+        .unwrap();
+        assert!(port_clashes(&desired[2..], &[("c".into(), own)]).is_empty());
     }
 }

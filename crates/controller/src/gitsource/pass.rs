@@ -245,6 +245,36 @@ impl GitSourceReconciler {
                     .await;
             }
         };
+        // Host ports: the API's rules, against each other and what the revision leaves stored
+        // (a cluster this source prunes does not count; one it would release does). Against
+        // the stored ones only for a revision not applied yet: once it is, the API's PUT keeps
+        // others off its ports, and an idle poll stays O(this source).
+        let unapplied = st.last_applied_revision.as_deref() != Some(revision.as_str());
+        let stored = if unapplied {
+            self.store.list(BOTCLUSTER_KIND).await?
+        } else {
+            Vec::new()
+        };
+        let staying: Vec<(String, botcluster_api::BotClusterSpec)> = stored
+            .into_iter()
+            .filter(|o| !desired.iter().any(|d| d.name == o.meta.name))
+            .filter(|o| {
+                !(spec.prune && o.meta.labels.get(OWNER_LABEL).map(String::as_str) == Some(key))
+            })
+            .filter_map(|o| Some((o.meta.name, serde_json::from_value(o.spec).ok()?)))
+            .collect();
+        let clashes = documents::port_clashes(&desired, &staying);
+        if !clashes.is_empty() {
+            let msg = format!(
+                "{} host port clash{}: {}",
+                clashes.len(),
+                if clashes.len() == 1 { "" } else { "es" },
+                summarize(&clashes, 10)
+            );
+            return self
+                .refuse(key, st, &revision, "PortConflict", msg, wait)
+                .await;
+        }
         let names: Vec<String> = desired
             .iter()
             .map(|d| d.name.clone())

@@ -179,7 +179,8 @@ pub enum Action {
         /// Devices to remove.
         remove_devices: Vec<String>,
     },
-    /// Push files and record their hash.
+    /// Push files, delete the ones pushed before that the spec no longer has, and record
+    /// their hash and paths.
     PushFiles {
         /// LXD name.
         name: String,
@@ -187,6 +188,8 @@ pub enum Action {
         files: Vec<FileSpec>,
         /// Their hash, stored in `user.botcluster.files`.
         hash: String,
+        /// Paths pushed before and no longer wanted (from `user.botcluster.file-paths`).
+        remove: Vec<String>,
     },
     /// Stop (if running) and delete.
     Delete {
@@ -245,15 +248,26 @@ impl Action {
                 what.extend(remove_devices.iter().map(|d| format!("remove device {d}")));
                 format!("update {name}: {}", what.join(", "))
             }
-            Action::PushFiles { name, files, .. } => format!(
-                "push {} file(s) to {name}: {}",
-                files.len(),
-                files
-                    .iter()
-                    .map(|f| f.path.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Action::PushFiles {
+                name,
+                files,
+                remove,
+                ..
+            } => {
+                let mut s = format!(
+                    "push {} file(s) to {name}: {}",
+                    files.len(),
+                    files
+                        .iter()
+                        .map(|f| f.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                if !remove.is_empty() {
+                    s += &format!("; delete {}", remove.join(", "));
+                }
+                s
+            }
             Action::Delete { name, reason } => match reason {
                 DeleteReason::ScaleDown => format!("delete {name} (scale down)"),
                 DeleteReason::Teardown => format!("delete {name} (cluster deleted)"),

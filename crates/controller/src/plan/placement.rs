@@ -129,6 +129,10 @@ impl<'a> Ctx<'a> {
         let spec = self.desired.spec;
         let mut config = owned_config(self.desired, ord, self.caps);
         config.insert(KEY_FILES.into(), self.files_h.clone());
+        config.insert(
+            crate::model::KEY_FILE_PATHS.into(),
+            crate::model::file_paths_value(&self.files),
+        );
         NewInstance {
             name: instance_name(self.desired.name, ord),
             ordinal: ord,

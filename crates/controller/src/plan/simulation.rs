@@ -73,9 +73,15 @@ pub fn simulate(observed: &[ObservedInstance], actions: &[Action]) -> Vec<Observ
                     apply_patch(o, config, devices, remove_devices);
                 }
             }
-            Action::PushFiles { name, hash, .. } => {
+            Action::PushFiles {
+                name, hash, files, ..
+            } => {
                 if let Some(o) = by_name.get_mut(name) {
                     o.config.insert(KEY_FILES.into(), hash.clone());
+                    o.config.insert(
+                        crate::model::KEY_FILE_PATHS.into(),
+                        crate::model::file_paths_value(files),
+                    );
                 }
             }
             Action::Delete { name, .. } => {

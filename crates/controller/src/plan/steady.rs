@@ -139,6 +139,7 @@ fn correct(
             name: o.name.clone(),
             files: ctx.files.clone(),
             hash: ctx.files_h.clone(),
+            remove: crate::model::stale_file_paths(&o.config, &ctx.files),
         });
     }
     if !o.running {

@@ -159,6 +159,19 @@ impl Client {
         self.complete(reply, env).await.map(drop)
     }
 
+    /// `DELETE /1.0/instances/NAME/files?path=…`: removes a file (or an empty
+    /// directory) inside the instance; works on stopped instances too.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a relative path, [`Error::NotFound`] for a
+    /// missing instance or file.
+    pub async fn delete_file(&self, instance: &str, path: &str) -> Result<()> {
+        check_absolute(path)?;
+        let url = self.url(&["instances", instance, "files"], &[("path", path)], true)?;
+        let (reply, env) = self.call::<()>(Method::DELETE, url, None, None).await?;
+        self.complete(reply, env).await.map(drop)
+    }
+
     /// `GET /1.0/instances/NAME/files?path=…`: the content of a file inside the
     /// instance.
     ///
