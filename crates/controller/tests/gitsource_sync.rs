@@ -313,3 +313,48 @@ async fn a_revision_whose_clusters_share_host_ports_is_refused_whole() {
     w.reconciler(Duration::ZERO).reconcile("src").await.unwrap();
     assert_eq!(w.names().await, ["a", "b", "by-hand"]);
 }
+
+/// Found when `botctl sync` moved from polling to the watch: the write-ahead status write
+/// already carried the new `lastHandledSync`, so a watcher saw "handled" while the revision
+/// was still being applied (`Progressing: applying …`), and `sync` reported a failure. The
+/// token is now recorded only when the pass ends.
+#[tokio::test]
+async fn a_sync_is_marked_handled_only_when_its_pass_ends() {
+    if require(git_cli()).is_none() {
+        return;
+    }
+    let w = World::new(json!({})).await;
+    let obj = w.store.get(GITSOURCE_KIND, "src").await.unwrap().unwrap();
+    let mut meta = obj.meta.user_fields();
+    meta.annotations.insert(
+        botcluster_api::gitsource::SYNC_ANNOTATION.into(),
+        "token-1".into(),
+    );
+    w.store
+        .apply(SpecWrite {
+            kind: GITSOURCE_KIND.into(),
+            meta,
+            spec: obj.spec.clone(),
+            expected_resource_version: None,
+            manager: None,
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    w.repo.set(&[("a", 1)]);
+    // The pass stops after its write-ahead status write (the apply pauses for 30 s).
+    let slow = w.reconciler(Duration::from_secs(30));
+    let _ = tokio::time::timeout(Duration::from_secs(3), slow.reconcile("src")).await;
+    let st = w.status().await;
+    assert!(st.last_attempted_revision.is_some(), "the write-ahead ran");
+    assert_ne!(
+        st.last_handled_sync.as_deref(),
+        Some("token-1"),
+        "handled too early"
+    );
+    w.reconciler(Duration::ZERO).reconcile("src").await.unwrap();
+    assert_eq!(
+        w.status().await.last_handled_sync.as_deref(),
+        Some("token-1")
+    );
+}

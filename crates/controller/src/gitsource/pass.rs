@@ -145,6 +145,18 @@ impl GitSourceReconciler {
         Ok(())
     }
 
+    /// A status write in the middle of a pass: `lastHandledSync` stays what it was.
+    async fn write_progress(
+        &self,
+        key: &str,
+        st: &GitSourceStatus,
+        earlier_sync: &Option<String>,
+    ) -> Result<(), SyncError> {
+        let mut progress = st.clone();
+        progress.last_handled_sync = earlier_sync.clone();
+        self.write_status(key, &progress).await
+    }
+
     /// The BotClusters under the names a sync may touch.
     async fn existing(
         &self,
@@ -181,7 +193,9 @@ impl GitSourceReconciler {
             .clone()
             .unwrap_or_else(|| "nothing".into());
         st.observed_generation = generation;
-        st.last_handled_sync = token;
+        // A sync is handled when the pass ends; writes on the way keep the previous token,
+        // so `botctl sync` (watching for it) never takes "applying" for the outcome.
+        let earlier_sync = std::mem::replace(&mut st.last_handled_sync, token);
         st.backoff = None;
         if spec.suspend {
             let msg = format!("suspended: nothing is polled or applied; {applied} stays applied");
@@ -319,7 +333,7 @@ impl GitSourceReconciler {
                     &now,
                     status::reconciling("Progressing", msg, ConditionStatus::Unknown),
                 );
-                self.write_status(key, &st).await?;
+                self.write_progress(key, &st, &earlier_sync).await?;
                 return Ok(Action::Requeue(WAIT_POLL));
             }
         };
@@ -337,7 +351,7 @@ impl GitSourceReconciler {
                 &now,
                 status::reconciling("Progressing", msg, ConditionStatus::Unknown),
             );
-            self.write_status(key, &st).await?;
+            self.write_progress(key, &st, &earlier_sync).await?;
         }
         let (mut created, mut configured, mut drifted) = (0u32, 0u32, Vec::new());
         for d in &plan.apply {
