@@ -531,3 +531,120 @@ async fn cache_nodes_are_pinged_and_a_dead_one_is_reported() {
     .await;
     op.delete(&name).await;
 }
+
+/// Range and geo maps (the hash and tenant strategies are tested above): the bot inside a
+/// container and the API route every probe the same, boundaries and the default included,
+/// and a strategy change with `rebalance: auto` reaches the container without approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_and_geo_maps_route_the_same_in_the_bot_and_the_api() {
+    let Some(pg) = require(postgres_url()) else {
+        return;
+    };
+    let Some(lxd) = require(support::lxd::connect().await) else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let name = format!("e2e-{}-rangegeo", std::process::id());
+    let op = Operator::start(&pg);
+    let range = "  replicas: 1\n  sharding:\n    strategy: range\n    rebalance: auto\n    range:\n      ranges:\n        - {from: 0, to: 999, shard: low}\n        - {from: 1000, to: 99999, shard: mid}\n        - {from: 100000, shard: high}\n";
+    let o = op.apply(&name, range);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = op.botctl(&[
+        "wait",
+        &name,
+        "--for",
+        "condition=Ready",
+        "--timeout",
+        "300s",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        op.log()
+    );
+    let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    let inst = obj["status"]["instances"][0].clone();
+    let (instance, url) = (
+        inst["name"].as_str().unwrap().to_string(),
+        inst["url"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string(),
+    );
+    let http = reqwest::Client::new();
+    let bot = |q: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http
+                .get(format!("{url}/api/shards/route?{q}"))
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for (key, shard) in [
+        ("0", "low"),
+        ("999", "low"),
+        ("1000", "mid"),
+        ("99999", "mid"),
+        ("100000", "high"),
+        ("18446744073709551615", "high"),
+    ] {
+        let (code, api) = op
+            .api(&format!(
+                "/api/v1/botclusters/{name}/shards/route?key={key}"
+            ))
+            .await;
+        assert_eq!(code, 200, "{api}");
+        assert_eq!(api["shard"], shard, "API, key {key}: {api}");
+        let (code, b) = bot(format!("key={key}")).await;
+        assert_eq!(code, 200, "{b}");
+        assert_eq!(b["shard"], api["shard"], "bot vs API, key {key}");
+        assert_eq!(b["version"], api["version"], "key {key}");
+    }
+
+    // To geo, published at once (auto), and in the container.
+    let geo = "  replicas: 1\n  sharding:\n    strategy: geo\n    rebalance: auto\n    geo:\n      regions: {eu: db-eu, us: db-us}\n      default: eu\n";
+    let o = op.apply(&name, geo);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let map = map_in(&lxd, &instance).await;
+        if map.as_ref().is_some_and(|m| m["strategy"] == "geo") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the geo map never reached {instance}: {map:?}\n{}",
+            op.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for region in ["eu", "us", "mars"] {
+        let (code, api) = op
+            .api(&format!(
+                "/api/v1/botclusters/{name}/shards/route?region={region}"
+            ))
+            .await;
+        let (bcode, b) = bot(format!("region={region}")).await;
+        assert_eq!(bcode, code, "region {region}: bot {b}, API {api}");
+        if code == 200 {
+            assert_eq!(b["shard"], api["shard"], "region {region}");
+            assert_eq!(b["backend"], api["backend"], "region {region}");
+        }
+    }
+    let (_, us) = op
+        .api(&format!(
+            "/api/v1/botclusters/{name}/shards/route?region=us"
+        ))
+        .await;
+    assert_eq!(us["backend"], "db-us", "{us}");
+    op.delete(&name).await;
+}

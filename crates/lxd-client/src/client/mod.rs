@@ -94,8 +94,17 @@ impl Client {
     /// [`Error::Config`] if the HTTP client cannot be built.
     pub fn unix(path: impl AsRef<Path>) -> Result<Client> {
         let path = path.as_ref().to_path_buf();
+        // No idle connections. LXD 5.0 reads the first bytes of each connection it accepts
+        // on its unix socket inside its accept loop, so one connection that is open without
+        // a request stops the whole API until it closes (tried here: with one silent
+        // connection open, `GET /1.0` does not answer; LXD's start hooks call back into this
+        // API, so starts in flight hang with it). A pooled client may hold such a connection (a spare
+        // dialed while every pooled one was busy, then pooled unused until its 90 s idle
+        // timeout); without a pool, every connection carries its request at once and closes
+        // after it. A unix connect costs microseconds.
         let builder = reqwest::Client::builder()
             .unix_socket(path.clone())
+            .pool_max_idle_per_host(0)
             .no_proxy()
             .connect_timeout(Duration::from_secs(10));
         #[cfg(feature = "https")]
