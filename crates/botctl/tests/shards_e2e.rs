@@ -10,7 +10,7 @@
 //! - the bots' settings file: the rate limit reaches the bot, which enforces it behind a Caddy
 //!   that has no rate-limit module (429s through Caddy past the limit);
 //! - cache nodes: each is pinged (a real `redis-server` from `cargo xtask redis-up`) and
-//!   reported in status.
+//!   reported in status; a dead one makes the cluster Degraded and not Ready.
 //!
 //! Names carry this process's pid (`e2e-<pid>-...`); each test deletes what it made.
 
@@ -62,6 +62,26 @@ impl Operator {
     fn apply(&self, name: &str, spec: &str) -> Output {
         let yaml = support::cluster_yaml(name, &support::image(), spec);
         self.apply_file(&format!("{name}.yaml"), &yaml, &[])
+    }
+
+    /// Applies `spec` to `name` and waits (up to 300 s) until it is Ready.
+    fn apply_ready(&self, name: &str, spec: &str) {
+        let o = self.apply(name, spec);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = self.botctl(&[
+            "wait",
+            name,
+            "--for",
+            "condition=Ready",
+            "--timeout",
+            "300s",
+        ]);
+        assert!(
+            o.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
     }
 
     async fn events(&self, name: &str) -> Vec<Value> {
@@ -233,22 +253,7 @@ async fn the_map_is_in_every_container_routes_like_the_api_and_waits_for_approva
             "  replicas: 2\n  sharding:\n    strategy: hash\n    hash:\n      key: user_id\n      algorithm: slots\n      shardCount: {count}\n"
         )
     };
-    let o = op.apply(&name, &spec(4));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = op.botctl(&[
-        "wait",
-        &name,
-        "--for",
-        "condition=Ready",
-        "--timeout",
-        "300s",
-    ]);
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        op.log()
-    );
+    op.apply_ready(&name, &spec(4));
     let api_map = op.shards(&name).await["map"].clone();
     assert_eq!(api_map["version"], 1);
     let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
@@ -415,22 +420,7 @@ async fn the_bots_enforce_the_rate_limit_behind_a_caddy_without_the_module() {
     let spec = format!(
         "  replicas: 1\n  loadBalancer:\n    listen: 127.0.0.1:{listen}\n    healthCheck: {{uri: /api/health, interval: 1s, timeout: 1s}}\n    rateLimit: {{requests: 5, window: 60s}}\n"
     );
-    let o = op.apply(&name, &spec);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = op.botctl(&[
-        "wait",
-        &name,
-        "--for",
-        "condition=Ready",
-        "--timeout",
-        "300s",
-    ]);
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        op.log()
-    );
+    op.apply_ready(&name, &spec);
     let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
     let cond = obj["status"]["conditions"]
         .as_array()
@@ -508,16 +498,19 @@ async fn cache_nodes_are_pinged_and_a_dead_one_is_reported() {
         format!("  replicas: 0\n  cache:\n    mode: single\n    nodes: [\"{node}\"]\n")
     };
     assert!(op.apply(&name, &spec(&redis)).status.success());
-    let cond = |obj: &Value| {
+    let condition = |obj: &Value, t: &str| {
         obj["status"]["conditions"]
             .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "CacheReady").cloned())
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t).cloned())
             .unwrap_or(Value::Null)
     };
+    let cond = |obj: &Value| condition(obj, "CacheReady");
     op.wait_for("CacheReady=True", Duration::from_secs(30), || async {
         cond(&op.api(&format!("/api/v1/botclusters/{name}")).await.1)["status"] == "True"
     })
     .await;
+    let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    assert_eq!(condition(&obj, "Degraded")["status"], "False", "{obj}");
     let dead = format!("127.0.0.1:{}", free_port());
     assert!(op.apply(&name, &spec(&dead)).status.success());
     op.wait_for("CacheReady=False", Duration::from_secs(30), || async {
@@ -529,6 +522,14 @@ async fn cache_nodes_are_pinged_and_a_dead_one_is_reported() {
                 .is_some_and(|m| m.contains(&dead))
     })
     .await;
+    // A dead cache node is a fault of the cluster: Degraded, and not Ready.
+    let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
+    assert_eq!(
+        condition(&obj, "Degraded")["reason"],
+        "NodeUnreachable",
+        "{obj}"
+    );
+    assert_eq!(condition(&obj, "Ready")["reason"], "PartNotReady", "{obj}");
     op.delete(&name).await;
 }
 
@@ -547,22 +548,7 @@ async fn range_and_geo_maps_route_the_same_in_the_bot_and_the_api() {
     let name = format!("e2e-{}-rangegeo", std::process::id());
     let op = Operator::start(&pg);
     let range = "  replicas: 1\n  sharding:\n    strategy: range\n    rebalance: auto\n    range:\n      ranges:\n        - {from: 0, to: 999, shard: low}\n        - {from: 1000, to: 99999, shard: mid}\n        - {from: 100000, shard: high}\n";
-    let o = op.apply(&name, range);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = op.botctl(&[
-        "wait",
-        &name,
-        "--for",
-        "condition=Ready",
-        "--timeout",
-        "300s",
-    ]);
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        op.log()
-    );
+    op.apply_ready(&name, range);
     let obj = op.api(&format!("/api/v1/botclusters/{name}")).await.1;
     let inst = obj["status"]["instances"][0].clone();
     let (instance, url) = (
