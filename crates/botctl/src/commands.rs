@@ -167,7 +167,8 @@ pub async fn get(
     second: Option<&str>,
     selector: Option<&str>,
     output: Output,
-    watch: bool,
+    // `-w`, and whether `--output-watch-events` was given.
+    watch: Option<bool>,
 ) -> Result<u8> {
     let (kind, name) = match (what.map(|w| (w, Kind::of_word(w))), second) {
         (Some((_, Some(k))), n) => (k, n),
@@ -181,8 +182,11 @@ pub async fn get(
         (None, _) => (Kind::BotCluster, None),
     };
     let client = Client::new(conn)?;
-    if watch {
-        return follow::get(&client, kind, name, selector, output).await;
+    if let Some(events) = watch {
+        if events && output == Output::Table {
+            bail!("--output-watch-events needs -o json or -o yaml (the table's rows already say Deleted)");
+        }
+        return follow::get(&client, kind, name, selector, output, events).await;
     }
     let items: Vec<Value> = match name {
         Some(n) => vec![client.get(&kind.object_path(n)?).await?],

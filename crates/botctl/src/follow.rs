@@ -112,19 +112,24 @@ pub async fn get(
     name: Option<&str>,
     selector: Option<&str>,
     output: Output,
+    // `--output-watch-events`: each change as `{type, object}`.
+    events: bool,
 ) -> Result<u8> {
     let path = collection(kind, name, selector)?;
     let mut header = true;
     let mut print = |t: &str, obj: &Value| -> Result<()> {
-        match output {
-            Output::Table => {
+        let event = serde_json::json!({"type": t, "object": obj});
+        match (output, events) {
+            (Output::Table, _) => {
                 out!("{}", kind.watch_row(t, obj, header));
                 header = false;
             }
-            Output::Json => println!("{}", serde_json::to_string_pretty(obj)?),
-            Output::Yaml => print!(
+            (Output::Json, false) => println!("{}", serde_json::to_string_pretty(obj)?),
+            (Output::Json, true) => println!("{}", serde_json::to_string(&event)?),
+            (Output::Yaml, e) => print!(
                 "---\n{}",
-                serde_saphyr::to_string(obj).map_err(|e| anyhow!("rendering YAML: {e}"))?
+                serde_saphyr::to_string(if e { &event } else { obj })
+                    .map_err(|e| anyhow!("rendering YAML: {e}"))?
             ),
         }
         use std::io::Write;

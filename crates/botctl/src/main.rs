@@ -107,6 +107,10 @@ enum Command {
         /// -o json|yaml, the changed object.
         #[arg(short, long)]
         watch: bool,
+        /// With -w and -o json|yaml: print each change as `{type, object}` (`type` is
+        /// ADDED, MODIFIED or DELETED), JSON one per line, as kubectl's flag of this name.
+        #[arg(long, requires = "watch")]
+        output_watch_events: bool,
     },
     /// Show a BotCluster's conditions, instances and recent events, for people
     /// (`status gitsource/NAME`: a GitSource's revisions, conditions, inventory, history).
@@ -286,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             output,
             selector,
             watch,
+            output_watch_events,
         } => {
             commands::get(
                 &conn,
@@ -293,7 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 second.as_deref(),
                 selector.as_deref(),
                 output,
-                watch,
+                watch.then_some(output_watch_events),
             )
             .await
         }

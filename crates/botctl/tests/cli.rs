@@ -256,6 +256,48 @@ fn get_watch_shows_a_change_within_a_second() {
     assert!(row.contains("Deleted"), "{row}");
 }
 
+/// `--output-watch-events` (kubectl's flag): with -o json each change is one line
+/// `{type, object}`, so a script can tell a deletion from an update.
+#[test]
+fn output_watch_events_prints_each_change_with_its_type_one_json_line_each() {
+    let s = Serve::api_only();
+    let f1 = minimal_with(s.dir.path(), "typed", 1, "team: bots");
+    assert!(s
+        .botctl(&["apply", "-f", f1.to_str().unwrap()])
+        .status
+        .success());
+    let w = Follower::start(&s, &["get", "-w", "-o", "json", "--output-watch-events"]);
+    let parse =
+        |l: &str| serde_json::from_str::<serde_json::Value>(l).expect("one JSON event per line");
+    let (_, added) = w
+        .line_with("typed", Duration::from_secs(10))
+        .expect("the listed object");
+    let added = parse(&added);
+    assert_eq!(added["type"], "ADDED");
+    assert_eq!(added["object"]["metadata"]["name"], "typed");
+    std::thread::sleep(Duration::from_millis(300));
+    let f2 = minimal_with(s.dir.path(), "typed", 2, "team: bots");
+    assert!(s
+        .botctl(&["apply", "-f", f2.to_str().unwrap()])
+        .status
+        .success());
+    let (_, modified) = w
+        .line_with("typed", Duration::from_secs(5))
+        .expect("the change");
+    let modified = parse(&modified);
+    assert_eq!(modified["type"], "MODIFIED");
+    assert_eq!(modified["object"]["spec"]["replicas"], 2);
+    assert!(s.botctl(&["delete", "typed"]).status.success());
+    let (_, deleted) = w
+        .line_with("typed", Duration::from_secs(5))
+        .expect("the deletion");
+    assert_eq!(parse(&deleted)["type"], "DELETED");
+    // Without -o json|yaml the flag is refused, saying what to use.
+    let o = s.botctl(&["get", "-w", "--output-watch-events"]);
+    assert!(!o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("-o json"), "{}", err(&o));
+}
+
 #[test]
 fn get_selects_by_label_and_wait_follows_the_watch() {
     let s = Serve::api_only();
