@@ -248,6 +248,10 @@ pub async fn serve(conn: &Conn, args: ServeArgs) -> Result<()> {
                 botcluster_controller::GitSourceMetrics::new(&metrics.registry),
             )
             .with_credentials_dir(dir.join("git-credentials"))
+            .with_reserved_ports(botcluster_server::ReservedPorts {
+                operator_range: Some(args.port_range),
+                api: Some(args.listen),
+            })
             .with_apply_pause(args.test_gitsource_apply_pause),
         );
         let gm = botcluster_controller::metrics::ControllerMetrics::named(

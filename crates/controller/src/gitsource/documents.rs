@@ -148,7 +148,11 @@ pub fn read(files: &[File]) -> Result<Vec<Desired>, Vec<DocError>> {
 /// stored clusters the revision leaves in place, by name): one problem per clash, at the
 /// file, document and field of the revision's side. The rules are the API's
 /// ([`botcluster_api::ports::clashes`]), so Git cannot store what `botctl apply` refuses.
-pub fn port_clashes(desired: &[Desired], others: &[(String, BotClusterSpec)]) -> Vec<DocError> {
+pub fn port_clashes(
+    desired: &[Desired],
+    others: &[(String, BotClusterSpec)],
+    reserved: &botcluster_api::ports::ReservedPorts,
+) -> Vec<DocError> {
     let specs: Vec<Option<BotClusterSpec>> = desired
         .iter()
         .map(|d| serde_json::from_value(d.spec.clone()).ok())
@@ -162,7 +166,9 @@ pub fn port_clashes(desired: &[Desired], others: &[(String, BotClusterSpec)]) ->
             .zip(&specs[..i])
             .filter_map(|(e, s)| Some((e.name.as_str(), s.as_ref()?)));
         let stored = others.iter().map(|(n, s)| (n.as_str(), s));
-        for fe in botcluster_api::ports::clashes(&d.name, spec, earlier.chain(stored)) {
+        let clashes = botcluster_api::ports::clashes(&d.name, spec, earlier.chain(stored));
+        let reserved = botcluster_api::ports::reserved_clashes(spec, reserved);
+        for fe in clashes.into_iter().chain(reserved) {
             errors.push(DocError {
                 file: d.file.clone(),
                 index: Some(d.index),
@@ -250,7 +256,8 @@ mod tests {
         let stored: BotClusterSpec = serde_json::from_value(serde_json::json!({
             "image": "img", "hostPorts": {"start": 30009, "end": 30010}}))
         .unwrap();
-        let errs = port_clashes(&desired, &[("by-hand".into(), stored)]);
+        let none = Default::default();
+        let errs = port_clashes(&desired, &[("by-hand".into(), stored)], &none);
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 2, "{text:?}");
         assert!(
@@ -267,6 +274,14 @@ mod tests {
         let own: BotClusterSpec = serde_json::from_value(serde_json::json!({
             "image": "img", "hostPorts": {"start": 30000, "end": 30009}}))
         .unwrap();
-        assert!(port_clashes(&desired[2..], &[("c".into(), own)]).is_empty());
+        assert!(port_clashes(&desired[2..], &[("c".into(), own)], &none).is_empty());
+        // The operator's own ports, as the API's PUT refuses them.
+        let reserved = botcluster_api::ports::ReservedPorts {
+            operator_range: Some((30005, 30100)),
+            api: None,
+        };
+        let errs = port_clashes(&desired[2..], &[], &reserved);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].to_string().contains("--port-range"), "{}", errs[0]);
     }
 }

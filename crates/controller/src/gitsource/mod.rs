@@ -111,6 +111,7 @@ pub struct GitSourceReconciler {
     apply_pause: Duration,
     resync: Duration,
     last_reason: Mutex<HashMap<String, &'static str>>,
+    reserved: botcluster_api::ports::ReservedPorts,
 }
 
 impl GitSourceReconciler {
@@ -124,7 +125,15 @@ impl GitSourceReconciler {
             apply_pause: Duration::ZERO,
             resync: Duration::from_secs(600),
             last_reason: Mutex::new(HashMap::new()),
+            reserved: Default::default(),
         }
+    }
+
+    /// The ports the operator itself holds (its `--port-range`, the API's address), which a
+    /// revision's clusters may not claim, as the API's PUT refuses them.
+    pub fn with_reserved_ports(mut self, reserved: botcluster_api::ports::ReservedPorts) -> Self {
+        self.reserved = reserved;
+        self
     }
 
     /// Where `spec.credentials` names are looked up (`<dir>/<name>/identity`,

@@ -277,7 +277,7 @@ impl GitSourceReconciler {
             })
             .filter_map(|o| Some((o.meta.name, serde_json::from_value(o.spec).ok()?)))
             .collect();
-        let clashes = documents::port_clashes(&desired, &staying);
+        let clashes = documents::port_clashes(&desired, &staying, &self.reserved);
         if !clashes.is_empty() {
             let msg = format!(
                 "{} host port clash{}: {}",
