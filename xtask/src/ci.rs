@@ -186,22 +186,9 @@ fn ensure_program(program: &str, package: &str) -> Result<()> {
         return Ok(());
     }
     println!("==> {program}: installing Debian's {package} package");
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", package])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !install() {
-        // A fresh machine may not have package lists yet.
-        let _ = Command::new("apt-get").args(["update", "-q"]).status();
-        if !install() {
-            bail!("could not install {program}: run `apt-get install {package}` as root");
-        }
-    }
-    Ok(())
+    crate::util::apt_install("ci", package, &[package]).with_context(|| {
+        format!("could not install {program}: run `apt-get install {package}` as root")
+    })
 }
 
 #[cfg(test)]

@@ -40,15 +40,7 @@ pub fn url(port: u16) -> String {
 }
 
 fn port() -> Result<u16> {
-    match std::env::var(PORT_ENV) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p >= 1024)
-            .with_context(|| format!("{PORT_ENV}={v}: expected a port number from 1024 to 65535")),
-        _ => Ok(DEFAULT_PORT),
-    }
+    crate::util::port_from_env(PORT_ENV, DEFAULT_PORT)
 }
 
 struct Paths {

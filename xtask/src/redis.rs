@@ -29,15 +29,7 @@ const UP: &str = "redis-up";
 const DOWN: &str = "redis-down";
 
 fn port() -> Result<u16> {
-    match std::env::var(PORT_ENV) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p >= 1024)
-            .with_context(|| format!("{PORT_ENV}={v}: expected a port from 1024 to 65535")),
-        _ => Ok(DEFAULT_PORT),
-    }
+    crate::util::port_from_env(PORT_ENV, DEFAULT_PORT)
 }
 
 /// `PING` answered with `+PONG`.

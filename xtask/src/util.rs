@@ -62,6 +62,19 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A port from environment variable `var` (1024 to 65535), or `default` when unset or empty.
+pub fn port_from_env(var: &str, default: u16) -> Result<u16> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p >= 1024)
+            .with_context(|| format!("{var}={v}: expected a port number from 1024 to 65535")),
+        _ => Ok(default),
+    }
+}
+
 /// Whether this is a Debian-like system (where the chores may use apt-get).
 pub fn is_debian() -> bool {
     Path::new("/etc/debian_version").exists()
