@@ -369,8 +369,35 @@ impl BotClusterReconciler {
             })
             .collect();
         let now = now_rfc3339();
+        let generation = obj.meta.generation.unwrap_or(0);
+        // The parts first (shards, cache), then everything else from them: Degraded and
+        // Ready have one writer, `derive_status`.
+        let mut base = previous.clone();
+        let mut events = shards::report(
+            &mut base,
+            &previous,
+            &pass.shards,
+            &db_outcome,
+            !suspended,
+            &now,
+            generation,
+        );
+        super::botconfig::report_cache(
+            &mut base,
+            super::botconfig::probe_cache(spec).await,
+            &now,
+            generation,
+        );
+        let parts: Vec<_> = base
+            .conditions
+            .iter()
+            .filter(|c| {
+                [shards::SHARDS_READY, super::botconfig::CACHE_READY].contains(&c.type_.as_str())
+            })
+            .cloned()
+            .collect();
         let facts = Facts {
-            generation: obj.meta.generation.unwrap_or(0),
+            generation,
             now: &now,
             spec,
             uid,
@@ -385,37 +412,7 @@ impl BotClusterReconciler {
             proxy: &proxy,
             suspended,
             in_flight: &in_flight,
-            parts: &[],
-        };
-        // The parts first (shards, cache), then everything else from them: Degraded and
-        // Ready have one writer, `derive_status`.
-        let mut base = previous.clone();
-        let mut events = shards::report(
-            &mut base,
-            &previous,
-            &pass.shards,
-            &db_outcome,
-            !suspended,
-            &now,
-            facts.generation,
-        );
-        super::botconfig::report_cache(
-            &mut base,
-            super::botconfig::probe_cache(spec).await,
-            &now,
-            facts.generation,
-        );
-        let parts: Vec<_> = base
-            .conditions
-            .iter()
-            .filter(|c| {
-                [shards::SHARDS_READY, super::botconfig::CACHE_READY].contains(&c.type_.as_str())
-            })
-            .cloned()
-            .collect();
-        let facts = Facts {
             parts: &parts,
-            ..facts
         };
         let (status, more) = derive_status(&base, &facts);
         events.extend(more);
