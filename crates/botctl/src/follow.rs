@@ -118,19 +118,22 @@ pub async fn get(
     let path = collection(kind, name, selector)?;
     let mut header = true;
     let mut print = |t: &str, obj: &Value| -> Result<()> {
-        let event = serde_json::json!({"type": t, "object": obj});
+        let event = || serde_json::json!({"type": t, "object": obj});
         match (output, events) {
             (Output::Table, _) => {
                 out!("{}", kind.watch_row(t, obj, header));
                 header = false;
             }
             (Output::Json, false) => println!("{}", serde_json::to_string_pretty(obj)?),
-            (Output::Json, true) => println!("{}", serde_json::to_string(&event)?),
-            (Output::Yaml, e) => print!(
-                "---\n{}",
-                serde_saphyr::to_string(if e { &event } else { obj })
-                    .map_err(|e| anyhow!("rendering YAML: {e}"))?
-            ),
+            (Output::Json, true) => println!("{}", serde_json::to_string(&event())?),
+            (Output::Yaml, with_type) => {
+                let yaml = if with_type {
+                    serde_saphyr::to_string(&event())
+                } else {
+                    serde_saphyr::to_string(obj)
+                };
+                print!("---\n{}", yaml.map_err(|e| anyhow!("rendering YAML: {e}"))?);
+            }
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -369,8 +372,8 @@ pub async fn until<T>(
     }
 }
 
-/// The watch path of one object of `kind`.
-pub fn object_path(kind: Kind, name: &str) -> Result<String> {
+/// The collection path that lists and watches only `name` (`fieldSelector`), for [`until`].
+pub fn watch_path(kind: Kind, name: &str) -> Result<String> {
     collection(kind, Some(name), None)
 }
 

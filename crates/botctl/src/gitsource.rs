@@ -266,7 +266,7 @@ pub async fn sync(client: &Client, name: &str, wait: bool, timeout: Duration) ->
         return Ok(0);
     }
     // On the watch: the controller records the token as `status.lastHandledSync` when done.
-    let path = crate::follow::object_path(Kind::GitSource, name)?;
+    let path = crate::follow::watch_path(Kind::GitSource, name)?;
     let handled = crate::follow::until(client, &path, |obj| match obj {
         None => bail!("gitsource/{name} was deleted before the sync was handled"),
         Some(o) if s(o, "/status/lastHandledSync") == token => Ok(Some(o.clone())),
